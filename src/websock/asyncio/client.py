@@ -1,0 +1,242 @@
+"""The asyncio WebSocket client: :func:`connect` and :class:`ClientConnection`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Generator, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from ..exceptions import InvalidHandshake
+from ..protocol import connection as core
+from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol.extensions.base import ClientExtensionFactory
+from ..protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from ..protocol.handshake import (
+    MAX_HEAD_SIZE,
+    MAX_HEADERS,
+    USER_AGENT,
+    ClientHandshake,
+    HeadersLike,
+)
+from ..protocol.http import Response
+from ..protocol.uri import parse_uri
+from .connection import Connection
+from .server import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+)
+
+__all__ = ["connect", "ClientConnection"]
+
+logger = logging.getLogger("websock.client")
+
+
+def _compression_factories(
+    compression: Literal["deflate"] | None | Sequence[ClientExtensionFactory],
+) -> list[ClientExtensionFactory]:
+    if compression is None:
+        return []
+    if compression == "deflate":
+        return [ClientPerMessageDeflateFactory()]
+    if isinstance(compression, str):
+        raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
+    return list(compression)
+
+
+class ClientConnection(Connection):
+    """A client connection. ``response`` is the server's 101 response."""
+
+    def __init__(self, handshake: ClientHandshake, options: dict[str, Any]) -> None:
+        super().__init__(
+            core.Role.CLIENT,
+            max_message_size=options["max_message_size"],
+            max_frame_size=options["max_frame_size"],
+            max_queue=options["max_queue"],
+            write_limit=options["write_limit"],
+            close_timeout=options["close_timeout"],
+            ping_interval=options["ping_interval"],
+            ping_timeout=options["ping_timeout"],
+            logger=logger,
+        )
+        self._handshake = handshake
+        self.request = handshake.request
+        self.response: Response | None = None
+        #: Done when the opening handshake succeeded; holds its error otherwise.
+        self.opened: asyncio.Future[None] = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.write(self._handshake.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        if self.protocol is not None:
+            self._receive(data)
+            return
+        if self.opened.done():
+            return
+        try:
+            response = self._handshake.receive_data(data)
+        except InvalidHandshake as exc:
+            self.opened.set_exception(exc)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if response is None:
+            return
+        self.response = response
+        self.subprotocol = self._handshake.subprotocol
+        self._open(self._handshake.extensions, b"")
+        self.opened.set_result(None)
+        trailing = self._handshake.trailing
+        if trailing:
+            self._receive(trailing)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.opened.done():
+            self.opened.set_exception(
+                ConnectionError("connection closed during the opening handshake")
+                if exc is None
+                else exc
+            )
+            self.opened.exception()  # retrieved by connect(); don't warn if it was cancelled
+
+
+class connect:  # noqa: N801 - used like a function: `async with connect(...)` / `await connect(...)`
+    """Open a WebSocket connection to ``uri`` (ws:// or wss://).
+
+    Use ``async with connect(uri) as ws: ...`` (closed on exit) or ``ws = await connect(uri)``.
+
+    Keyword-only arguments:
+
+    - ``ssl``: an :class:`ssl.SSLContext` for wss:// (default: the system's trusted CAs
+      with hostname verification). A certificate that fails verification raises
+      :class:`ssl.SSLCertVerificationError`.
+    - ``server_hostname``: the name to verify the certificate against (default: the URI's host).
+    - ``host``/``port``/``sock``: connect there instead of the URI's host and port.
+    - ``origin``, ``subprotocols``, ``additional_headers``, ``user_agent`` (None to omit).
+    - ``compression``: ``"deflate"`` (default: offer permessage-deflate), None, or a list of
+      extension factories.
+    - Limits: ``max_message_size`` (1 MiB; None = unlimited), ``max_frame_size``,
+      ``max_queue`` (16), ``write_limit`` (64 KiB or ``(high, low)``),
+      ``max_handshake_size`` (16 KiB), ``max_headers`` (128).
+    - Timeouts (seconds, None to disable): ``open_timeout`` (10: TCP, TLS and HTTP upgrade
+      together), ``close_timeout`` (10), ``ping_interval`` (20), ``ping_timeout`` (20).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        sock: socket.socket | None = None,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        additional_headers: HeadersLike | None = None,
+        user_agent: str | None = USER_AGENT,
+        compression: Literal["deflate"] | None | Sequence[ClientExtensionFactory] = "deflate",
+        # Limits
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
+        max_handshake_size: int | None = MAX_HEAD_SIZE,
+        max_headers: int | None = MAX_HEADERS,
+        # Timeouts
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    ) -> None:
+        self.uri = parse_uri(uri)
+        if ssl is not None and not self.uri.secure:
+            raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
+        self._ssl = ssl
+        self._server_hostname = server_hostname
+        self._host = host
+        self._port = port
+        self._sock = sock
+        self._handshake_args: dict[str, Any] = {
+            "origin": origin,
+            "subprotocols": subprotocols,
+            "extensions": _compression_factories(compression),
+            "extra_headers": additional_headers,
+            "user_agent": user_agent,
+            "max_size": max_handshake_size,
+            "max_headers": max_headers,
+        }
+        self._options: dict[str, Any] = {
+            "max_message_size": max_message_size,
+            "max_frame_size": max_frame_size,
+            "max_queue": max_queue,
+            "write_limit": write_limit,
+            "close_timeout": close_timeout,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+        }
+        self._open_timeout = open_timeout
+        self._connection: ClientConnection | None = None
+
+    async def _connect(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        uri = self.uri
+        handshake = ClientHandshake(uri, **self._handshake_args)
+        kwargs: dict[str, Any] = {}
+        if uri.secure:
+            kwargs["ssl"] = self._ssl if self._ssl is not None else ssl_module.create_default_context()
+            kwargs["server_hostname"] = self._server_hostname or uri.host
+        if self._sock is not None:
+            kwargs["sock"] = self._sock
+            host, port = None, None
+        else:
+            host = self._host or uri.host
+            port = self._port or uri.port
+        _, connection = await loop.create_connection(
+            lambda: ClientConnection(handshake, self._options), host, port, **kwargs
+        )
+        try:
+            await connection.opened
+        except BaseException:
+            if connection.transport is not None:
+                connection.transport.abort()
+            raise
+        return connection
+
+    async def _connect_with_timeout(self) -> ClientConnection:
+        if self._open_timeout is None:
+            return await self._connect()
+        try:
+            return await asyncio.wait_for(self._connect(), self._open_timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"opening handshake with {self.uri.host}:{self.uri.port} "
+                f"did not complete within {self._open_timeout}s"
+            ) from None
+
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
+        return self._connect_with_timeout().__await__()
+
+    async def __aenter__(self) -> ClientConnection:
+        self._connection = await self._connect_with_timeout()
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._connection is not None
+        await self._connection.close()

@@ -1,0 +1,607 @@
+"""The asyncio side of one WebSocket connection, shared by server and client.
+
+:class:`Connection` is an :class:`asyncio.Protocol`: the event loop calls
+``data_received`` with each chunk read, and the sans-I/O core turns it into messages and
+bytes to write. There is no task per connection and none per message: received messages
+go into a bounded deque that :meth:`Connection.recv` pops, and ``send`` writes to the
+transport at once.
+
+Ordering rules that the conformance suite and real users depend on:
+
+- A Close or a protocol violation received after some messages takes effect when the
+  application has consumed those messages (it calls ``recv`` again and finds nothing
+  left), or after ``close_timeout`` if it never does. So a message that preceded a bad
+  frame is delivered, and its echo is written, before our Close.
+- Messages passed to ``send`` are written before any Close frame that follows them.
+- Once the closing handshake is over, the server closes TCP at once; the client waits for
+  the server to do so and closes TCP itself after ``close_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from ..protocol import connection as core
+from ..protocol.close import Close, CloseCode
+from ..protocol.extensions.base import Extension
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes
+
+_OK_CODES = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD)
+
+
+class Connection(asyncio.Protocol):
+    """State and API common to :class:`ServerConnection` and :class:`ClientConnection`."""
+
+    def __init__(
+        self,
+        role: core.Role,
+        *,
+        # Limits
+        max_message_size: int | None,
+        max_frame_size: int | None,
+        max_queue: int | None,
+        write_limit: int | tuple[int, int | None],
+        # Timeouts
+        close_timeout: float | None,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError("max_queue must be >= 1 or None")
+        self._role = role
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.max_queue = max_queue
+        self._queue_low = None if max_queue is None else max(1, max_queue // 4)
+        if isinstance(write_limit, int):
+            self._write_high, self._write_low = write_limit, write_limit // 4
+        else:
+            high, low = write_limit
+            self._write_high = high
+            self._write_low = high // 4 if low is None else low
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.logger = logger
+
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        #: The sans-I/O core; None until the opening handshake succeeds.
+        self.protocol: core.Connection | None = None
+        #: The negotiated subprotocol, if any.
+        self.subprotocol: str | None = None
+        #: The negotiated extensions.
+        self.extensions: list[Extension] = []
+
+        self._messages: deque[Data] = deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._terminal: core.CloseReceived | core.ProtocolViolation | None = None
+        self._terminal_timer: asyncio.TimerHandle | None = None
+        self._terminal_done = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._send_in_progress: asyncio.Future[None] | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._keepalive_payload: bytes | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._lost = False
+        self._lost_exc: BaseException | None = None
+        #: Done when the TCP connection is closed.
+        self.connection_lost_waiter: asyncio.Future[None] = self.loop.create_future()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it (``(host, port)`` for IPv4)."""
+        if self.transport is None:
+            return None
+        return self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        """Our address, as the socket reports it."""
+        if self.transport is None:
+            return None
+        return self.transport.get_extra_info("sockname")
+
+    @property
+    def state(self) -> core.State | None:
+        """OPEN, CLOSING or CLOSED; None before the opening handshake completes."""
+        if self.protocol is None:
+            return None
+        if self._lost:
+            return core.State.CLOSED
+        return self.protocol.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (or 1006 once closed abnormally); None while open."""
+        if self.protocol is None or not self._lost and self.protocol.state is core.State.OPEN:
+            return None
+        rcvd = self.protocol.close_rcvd
+        if rcvd is not None:
+            return rcvd.code
+        return CloseCode.ABNORMAL_CLOSURE if self._lost else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; None while open or if no Close arrived."""
+        if self.protocol is None or self.protocol.close_rcvd is None:
+            return None
+        return self.protocol.close_rcvd.reason
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self._write_high, low=self._write_low)
+
+    def _open(self, extensions: list[Extension], trailing: bytes) -> None:
+        """Start the WebSocket phase once the opening handshake succeeded."""
+        self.extensions = extensions
+        self.protocol = core.Connection(
+            self._role,
+            extensions=extensions,
+            max_message_size=self.max_message_size,
+            max_frame_size=self.max_frame_size,
+        )
+        self._schedule_keepalive()
+        if trailing:
+            self._receive(trailing)
+
+    def data_received(self, data: bytes) -> None:
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        protocol = self.protocol
+        assert protocol is not None
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            self._dispatch(events)
+        out = protocol.data_to_send()
+        if out:
+            self._write(out)
+
+    def eof_received(self) -> bool | None:
+        if self.protocol is not None:
+            self.protocol.receive_eof()
+            self._dispatch(self.protocol.events_received())
+        # Returning None closes our side too: nothing more can be said after the peer's EOF
+        # (a Close frame must precede EOF anyway).
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._lost_exc = exc
+        if self.protocol is not None:
+            self.protocol.receive_eof()
+        for handle in (self._close_timer, self._keepalive_timer, self._terminal_timer):
+            if handle is not None:
+                handle.cancel()
+        self._wake_reader()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+        if self._pings:
+            closed = self._closed_exception()
+            for fut, _ in self._pings.values():
+                if not fut.done():
+                    fut.set_exception(closed)
+                    fut.exception()  # nobody may await this ping: don't log it as unretrieved
+            self._pings.clear()
+        if not self.connection_lost_waiter.done():
+            self.connection_lost_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------------ events
+
+    def _dispatch(self, events: list[core.Event]) -> None:
+        messages = self._messages
+        for event in events:
+            kind = type(event)
+            if kind is str or kind is bytes:
+                messages.append(event)  # type: ignore[arg-type]
+            elif kind is core.Pong:
+                self._pong_received(event.payload)  # type: ignore[union-attr]
+            elif kind is core.Ping:
+                pass  # the core already queued the Pong
+            else:
+                assert isinstance(event, (core.CloseReceived, core.ProtocolViolation))
+                if self._terminal is None:
+                    self._terminal = event
+                    if messages:
+                        # Let the application consume what came first (module docstring).
+                        if self.close_timeout is not None:
+                            self._terminal_timer = self.loop.call_later(
+                                self.close_timeout, self._act_on_terminal
+                            )
+                    else:
+                        self._act_on_terminal()
+        if messages:
+            max_queue = self.max_queue
+            if (
+                max_queue is not None
+                and len(messages) >= max_queue
+                and not self._reading_paused
+                and self.transport is not None
+                and not self._lost
+            ):
+                self._reading_paused = True
+                self.transport.pause_reading()
+            self._wake_reader()
+
+    def _act_on_terminal(self) -> None:
+        """Answer the peer's Close, or fail the connection after a violation."""
+        if self._terminal_done:
+            return
+        self._terminal_done = True
+        if self._terminal_timer is not None:
+            self._terminal_timer.cancel()
+        protocol = self.protocol
+        terminal = self._terminal
+        assert protocol is not None and terminal is not None
+        if isinstance(terminal, core.ProtocolViolation):
+            error = terminal.error
+            self.logger.info("failing connection with %d: %s", error.close_code, error)
+            protocol.fail(error.close_code, str(error))
+        else:
+            protocol.reply_to_close()
+        self._flush()
+        self._start_close_timer()
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, out: list[bytes]) -> None:
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        for i, chunk in enumerate(out):
+            if not chunk:
+                # End of the closing handshake on the server: write what precedes, close TCP.
+                if i:
+                    transport.writelines(out[:i])
+                transport.close()
+                return
+        if len(out) == 1:
+            transport.write(out[0])
+        else:
+            transport.writelines(out)
+
+    def _flush(self) -> None:
+        if self.protocol is not None:
+            out = self.protocol.data_to_send()
+            if out:
+                self._write(out)
+
+    async def _drain(self) -> None:
+        if self._write_paused and not self._lost:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def _start_close_timer(self) -> None:
+        """Bound the wait for the end of TCP once the closing handshake started."""
+        if self._close_timer is None and not self._lost and self.close_timeout is not None:
+            self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        if self._lost or self.transport is None:
+            return
+        protocol = self.protocol
+        if protocol is not None and protocol.close_sent is not None and protocol.close_rcvd is None:
+            self.logger.info("peer did not answer our Close within %ss", self.close_timeout)
+        if protocol is not None and self._role is core.Role.CLIENT:
+            # RFC 6455 7.1.1: the client closes TCP itself when the server does not.
+            self.transport.close()
+            self._close_timer = self.loop.call_later(
+                self.close_timeout or 0, self._abort_transport
+            )
+        else:
+            self._abort_transport()
+
+    def _abort_transport(self) -> None:
+        if not self._lost and self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------ public API
+
+    def _closed_exception(self) -> ConnectionClosed:
+        protocol = self.protocol
+        if protocol is None:
+            return ConnectionClosedError(None, None)
+        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        ok = (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CODES
+            and sent.code in _OK_CODES
+        )
+        cls = ConnectionClosedOK if ok else ConnectionClosedError
+        exc = cls(rcvd, sent, protocol.close_rcvd_then_sent)
+        if protocol.failure is not None:
+            exc.__cause__ = protocol.failure
+        elif self._lost_exc is not None:
+            exc.__cause__ = self._lost_exc
+        return exc
+
+    def _no_more_messages(self) -> bool:
+        """True when recv() can never return another message."""
+        return self._lost or self._terminal_done
+
+    async def recv(self) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raise :class:`ConnectionClosedOK` after a normal closing handshake,
+        :class:`ConnectionClosedError` otherwise. Safe to cancel: a message is never lost.
+        """
+        messages = self._messages
+        while True:
+            if messages:
+                message = messages.popleft()
+                if self._reading_paused and len(messages) <= (self._queue_low or 0):
+                    self._reading_paused = False
+                    if not self._lost and self.transport is not None:
+                        self.transport.resume_reading()
+                return message
+            if self._terminal is not None and not self._terminal_done:
+                # Every message that preceded the Close or violation has been consumed.
+                self._act_on_terminal()
+            if self._no_more_messages():
+                raise self._closed_exception()
+            if self._recv_waiter is not None:
+                raise ConcurrencyError(
+                    "recv() is already waiting in another coroutine; "
+                    "read from one task, or share messages through a queue"
+                )
+            waiter = self.loop.create_future()
+            self._recv_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        """Yield messages until the connection closes; end quietly after a normal close."""
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def send(
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+        *,
+        compress: bool = True,
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` (or of bytes-like) is sent as one
+        fragmented message, a frame per item. ``compress=False`` sends this message
+        uncompressed even when permessage-deflate is on. Returns once the write buffer is
+        below its high-water mark. Raise :class:`ConnectionClosed` if the connection is
+        closing or closed.
+        """
+        protocol = self.protocol
+        if protocol is None:
+            raise InvalidState("the opening handshake has not completed")
+        while self._send_in_progress is not None:
+            # A fragmented message is being sent: wait so frames don't interleave.
+            await asyncio.shield(self._send_in_progress)
+        if self._lost or protocol.close_sent is not None:
+            raise self._closed_exception()
+        if isinstance(message, str):
+            protocol.send_text(message, compress=compress)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            protocol.send_binary(message, compress=compress)
+        elif isinstance(message, AsyncIterable) or isinstance(message, Iterable):
+            await self._send_fragments(message, compress)
+            return
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable")
+        self._flush()
+        if self._write_paused:
+            await self._drain()
+
+    async def _send_fragments(
+        self, fragments: Iterable[Data] | AsyncIterable[Data], compress: bool
+    ) -> None:
+        protocol = self.protocol
+        assert protocol is not None
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._send_in_progress = done
+        try:
+            if isinstance(fragments, AsyncIterable):
+                iterator: Any = fragments.__aiter__()
+                is_async = True
+            else:
+                iterator = iter(fragments)
+                is_async = False
+            text: bool | None = None
+            pending: Data | None = None
+            while True:
+                try:
+                    item = await iterator.__anext__() if is_async else next(iterator)
+                except (StopIteration, StopAsyncIteration):
+                    break
+                if isinstance(item, str):
+                    kind = True
+                elif isinstance(item, (bytes, bytearray, memoryview)):
+                    kind = False
+                else:
+                    raise TypeError(f"cannot send a fragment of type {type(item).__name__}")
+                if text is None:
+                    text = kind
+                elif kind is not text:
+                    raise TypeError("all fragments of a message must be str, or all bytes")
+                if pending is not None:
+                    # Send the previous fragment now that we know it is not the last.
+                    await self._send_fragment(pending, text, False, compress)
+                pending = item if isinstance(item, str) else bytes(item)
+            if pending is None:
+                return  # an empty iterable sends nothing
+            await self._send_fragment(pending, bool(text), True, compress)
+        except BaseException:
+            if protocol.close_sent is None and not self._lost and protocol._sending_fragmented:
+                # A half-sent message cannot be completed: the connection is unusable.
+                protocol.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
+                self._flush()
+                self._start_close_timer()
+            raise
+        finally:
+            self._send_in_progress = None
+            done.set_result(None)
+
+    async def _send_fragment(self, data: Data, text: bool, fin: bool, compress: bool) -> None:
+        protocol = self.protocol
+        assert protocol is not None
+        if self._lost or protocol.close_sent is not None:
+            raise self._closed_exception()
+        payload = data.encode() if isinstance(data, str) else data
+        protocol.send_fragment(payload, text=text, fin=fin, compress=compress)
+        self._flush()
+        await self._drain()
+
+    async def ping(self, data: str | bytes | None = None) -> float:
+        """Send a Ping and wait for its Pong; return the round-trip time in seconds.
+
+        ``data`` (at most 125 bytes) defaults to 4 random bytes. Raise
+        :class:`ConnectionClosed` if the connection closes first.
+        """
+        protocol = self.protocol
+        if protocol is None:
+            raise InvalidState("the opening handshake has not completed")
+        if self._lost or protocol.close_sent is not None:
+            raise self._closed_exception()
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+            if payload in self._pings:
+                raise InvalidState("a ping with the same payload is already waiting for its pong")
+        protocol.send_ping(payload)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings[payload] = (waiter, time.monotonic())
+        self._flush()
+        return await asyncio.shield(waiter)
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a unidirectional heartbeat)."""
+        protocol = self.protocol
+        if protocol is None:
+            raise InvalidState("the opening handshake has not completed")
+        if self._lost or protocol.close_sent is not None:
+            raise self._closed_exception()
+        protocol.send_pong(data.encode() if isinstance(data, str) else bytes(data))
+        self._flush()
+
+    def _pong_received(self, payload: bytes) -> None:
+        if payload == self._keepalive_payload:
+            self._keepalive_payload = None
+            self._schedule_keepalive()
+        if payload in self._pings:
+            # A Pong acknowledges its Ping and every Ping sent before it (RFC 6455 5.5.3).
+            now = time.monotonic()
+            for key in list(self._pings):
+                waiter, sent_at = self._pings.pop(key)
+                if not waiter.done():
+                    waiter.set_result(now - sent_at)
+                if key == payload:
+                    break
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Run the closing handshake and wait until TCP is closed (at most close_timeout).
+
+        Messages already passed to :meth:`send` are written before the Close frame.
+        Calling close() again, or on a closed connection, does nothing.
+        """
+        protocol = self.protocol
+        if protocol is None:
+            if self.transport is not None and not self._lost:
+                self.transport.close()
+            return
+        if not self._lost and protocol.close_sent is None and protocol.state is core.State.OPEN:
+            protocol.send_close(code, reason)
+            self._flush()
+        elif self._terminal is not None and not self._terminal_done:
+            self._act_on_terminal()
+        if not self._lost:
+            self._start_close_timer()
+            await asyncio.shield(self.connection_lost_waiter)
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self.connection_lost_waiter)
+
+    # ------------------------------------------------------------------ keepalive
+
+    def _schedule_keepalive(self) -> None:
+        if self.ping_interval is not None and not self._lost:
+            if self._keepalive_timer is not None:
+                self._keepalive_timer.cancel()
+            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive_ping)
+
+    def _keepalive_ping(self) -> None:
+        protocol = self.protocol
+        if protocol is None or self._lost or protocol.state is not core.State.OPEN:
+            return
+        payload = os.urandom(4)
+        self._keepalive_payload = payload
+        protocol.send_ping(payload)
+        self._flush()
+        if self.ping_timeout is not None:
+            self._keepalive_timer = self.loop.call_later(self.ping_timeout, self._keepalive_expired)
+
+    def _keepalive_expired(self) -> None:
+        protocol = self.protocol
+        if protocol is None or self._lost or self._keepalive_payload is None:
+            return
+        self.logger.info("no pong within %ss of a keepalive ping: closing with 1011", self.ping_timeout)
+        protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._terminal_done = True
+        self._flush()
+        self._start_close_timer()
+        self._wake_reader()

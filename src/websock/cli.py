@@ -1,0 +1,265 @@
+"""Command line: ``websock serve`` (an echo server) and ``websock connect URI`` (a client).
+
+``python -m websock serve`` serves wss:// on 127.0.0.1:8443 with a development certificate
+made on first use and kept in the user's cache directory (the path of its CA file is printed,
+so clients can trust it); ``--certfile/--keyfile`` use a real certificate, ``--plain``
+serves ws://.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from . import __version__
+from .asyncio.client import connect
+from .asyncio.server import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    ServerConnection,
+    serve,
+)
+from .exceptions import ConnectionClosed, WebSocketError
+from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.extensions.permessage_deflate import (
+    DEFAULT_COMPRESSION_LEVEL,
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+
+__all__ = ["main", "dev_certificate"]
+
+log = logging.getLogger("websock.cli")
+
+
+def _size(text: str) -> int | None:
+    """Parse a size: bytes, or with a K/M/G suffix (powers of 1024); 'none' = unlimited."""
+    text = text.strip().lower()
+    if text in ("none", "unlimited", "0"):
+        return None if text != "0" else 0
+    factor = 1
+    for suffix, mult in (("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30)):
+        if text.endswith(suffix) or text.endswith(suffix + "ib"):
+            factor = mult
+            text = text[: -len(suffix)] if text.endswith(suffix) else text[: -len(suffix) - 2]
+            break
+    try:
+        value = int(text) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1048576, 64K or 16M)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a size cannot be negative")
+    return value
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "websock" / "dev-cert"
+
+
+def dev_certificate(directory: Path | None = None) -> tuple[Path, Path, Path]:
+    """Return (ca.pem, cert.pem, key.pem) of a development certificate for localhost.
+
+    Made once with ``trustme`` (``pip install 'websock[dev-cert]'``) and reused, so a client
+    that trusts ``ca.pem`` keeps working across restarts. Valid for localhost, 127.0.0.1
+    and ::1. For development only: the CA's key sits beside it.
+    """
+    directory = directory or _cache_dir()
+    ca, cert, key = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    if ca.exists() and cert.exists() and key.exists():
+        return ca, cert, key
+    try:
+        import trustme
+    except ImportError:
+        raise SystemExit(
+            "websock serve: a development certificate needs trustme: "
+            "pip install 'websock[dev-cert]' (or pass --certfile/--keyfile, or --plain)"
+        ) from None
+    directory.mkdir(parents=True, exist_ok=True)
+    authority = trustme.CA(organization_name="websock development CA")
+    issued = authority.issue_cert("localhost", "127.0.0.1", "::1")
+    authority.cert_pem.write_to_path(str(ca))
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    os.chmod(key, 0o600)
+    return ca, cert, key
+
+
+def _printable(text: str) -> str:
+    """Escape control characters so peer data cannot drive the terminal."""
+    return "".join(c if c.isprintable() or c in "\t" else repr(c)[1:-1] for c in text)
+
+
+async def _echo(ws: ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+async def _run_server(args: argparse.Namespace) -> None:
+    context: ssl.SSLContext | None = None
+    scheme = "ws"
+    if not args.plain:
+        scheme = "wss"
+        if args.certfile:
+            certfile, keyfile = args.certfile, args.keyfile
+        else:
+            ca, cert, key = dev_certificate()
+            certfile, keyfile = str(cert), str(key)
+            print(f"development certificate: CA file for clients: {ca}", flush=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certfile, keyfile)
+    compression: list[ServerPerMessageDeflateFactory] | None = None
+    if not args.no_compression:
+        compression = [ServerPerMessageDeflateFactory(compression_level=args.compression_level)]
+    server = await serve(
+        _echo,
+        args.host,
+        args.port,
+        ssl=context,
+        compression=compression,
+        max_message_size=args.max_message_size,
+        max_frame_size=args.max_frame_size,
+        max_queue=args.max_queue,
+        open_timeout=args.open_timeout,
+        close_timeout=args.close_timeout,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+    )
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    print(f"websock {__version__} echo server listening on {scheme}://{host}:{server.port}/", flush=True)
+    stop = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    await stop
+    print("shutting down: closing connections with 1001", flush=True)
+    server.close()
+    await server.wait_closed()
+
+
+async def _run_client(args: argparse.Namespace) -> int:
+    context: ssl.SSLContext | None = None
+    if args.uri.startswith("wss:"):
+        context = ssl.create_default_context(cafile=args.cafile)
+        if args.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    compression = None if args.no_compression else [ClientPerMessageDeflateFactory()]
+    try:
+        ws = await connect(
+            args.uri,
+            ssl=context,
+            compression=compression,
+            max_message_size=args.max_message_size,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        print(f"TLS certificate verification failed: {exc.verify_message or exc}", file=sys.stderr)
+        print("hint: --cafile CA.pem to trust a development CA, or --insecure", file=sys.stderr)
+        return 1
+    except (OSError, WebSocketError, TimeoutError) as exc:
+        print(f"could not connect: {exc}", file=sys.stderr)
+        return 1
+    print(f"connected to {args.uri} (Ctrl-D to close)", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+
+    async def read_stdin() -> None:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            await ws.send(line.rstrip("\n"))
+        await ws.close()
+
+    async def print_messages() -> None:
+        try:
+            async for message in ws:
+                if isinstance(message, str):
+                    print(f"< {_printable(message)}", flush=True)
+                else:
+                    print(f"< ({len(message)} bytes) {message[:64].hex()}", flush=True)
+        except ConnectionClosed as exc:
+            print(f"connection closed: {exc}", file=sys.stderr)
+
+    sender = asyncio.ensure_future(read_stdin())
+    try:
+        await print_messages()
+    finally:
+        sender.cancel()
+        await ws.close()
+    code = ws.close_code
+    print(f"connection closed: {code} {ws.close_reason or ''}".rstrip(), file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="websock", description="WebSocket echo server and client.")
+    parser.add_argument("--version", action="version", version=f"websock {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run an echo server (wss with a development certificate by default)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default 8443 for wss, 8080 with --plain)")
+    s.add_argument("--plain", action="store_true", help="serve ws:// without TLS")
+    s.add_argument("--certfile", help="PEM certificate chain (with --keyfile) instead of the development one")
+    s.add_argument("--keyfile", help="PEM private key for --certfile")
+    s.add_argument("--max-message-size", type=_size, default=DEFAULT_MAX_MESSAGE_SIZE,
+                   help="largest message accepted, after decompression (default 1M; 'none' = no limit)")
+    s.add_argument("--max-frame-size", type=_size, default=None,
+                   help="largest frame accepted (default: bounded by --max-message-size)")
+    s.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
+                   help="received messages buffered before reading pauses (default 16)")
+    s.add_argument("--open-timeout", type=float, default=DEFAULT_OPEN_TIMEOUT, help="seconds (default 10)")
+    s.add_argument("--close-timeout", type=float, default=DEFAULT_CLOSE_TIMEOUT, help="seconds (default 10)")
+    s.add_argument("--ping-interval", type=float, default=DEFAULT_PING_INTERVAL, help="seconds (default 20)")
+    s.add_argument("--ping-timeout", type=float, default=DEFAULT_PING_TIMEOUT, help="seconds (default 20)")
+    s.add_argument("--no-compression", action="store_true", help="turn permessage-deflate off")
+    s.add_argument("--compression-level", type=int, default=DEFAULT_COMPRESSION_LEVEL,
+                   choices=range(0, 10), metavar="0-9",
+                   help=f"zlib level for permessage-deflate (default {DEFAULT_COMPRESSION_LEVEL})")
+
+    c = sub.add_parser("connect", help="interactive client: stdin lines out, messages in")
+    c.add_argument("uri", help="ws:// or wss:// URI")
+    c.add_argument("--cafile", help="PEM file of CAs to trust (e.g. the development CA)")
+    c.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    c.add_argument("--max-message-size", type=_size, default=DEFAULT_MAX_MESSAGE_SIZE)
+    c.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``websock`` and ``python -m websock``."""
+    args = _parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "serve":
+        if bool(args.certfile) != bool(args.keyfile):
+            print("websock serve: --certfile and --keyfile go together", file=sys.stderr)
+            return 2
+        if args.port is None:
+            args.port = 8080 if args.plain else 8443
+        try:
+            asyncio.run(_run_server(args))
+        except OSError as exc:
+            print(f"websock serve: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        return asyncio.run(_run_client(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The exceptions websock raises, all under one root.
+
+::
+
+    WebSocketError
+    ├── InvalidURI                   (also a ValueError)
+    ├── InvalidHandshake             opening handshake failed; ``status`` is the HTTP answer
+    │   ├── InvalidStatus            client side: the server did not answer 101
+    │   └── NegotiationError         subprotocol or extension negotiation failed
+    ├── ProtocolError                the peer broke RFC 6455/7692; ``close_code`` to send
+    │   └── PayloadTooBig            a size limit was exceeded (close code 1009)
+    ├── InvalidState                 the API was used in a state that forbids it
+    ├── ConcurrencyError             two coroutines read (or wrote) at once
+    └── ConnectionClosed             the connection is closed; carries both Close frames
+        ├── ConnectionClosedOK       closed with 1000 or 1001 on both sides
+        └── ConnectionClosedError    anything else (protocol error, abnormal closure)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .protocol.close import Close
+    from .protocol.http import Response
+
+__all__ = [
+    "WebSocketError",
+    "InvalidURI",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "NegotiationError",
+    "ProtocolError",
+    "PayloadTooBig",
+    "InvalidState",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
+]
+
+
+class WebSocketError(Exception):
+    """Root of every exception websock raises on purpose."""
+
+
+class InvalidURI(WebSocketError, ValueError):
+    """A URI given to :func:`websock.connect` is not a ws:// or wss:// URI."""
+
+    def __init__(self, uri: str, why: str) -> None:
+        super().__init__(f"{uri!r} is not a valid WebSocket URI: {why}")
+        self.uri = uri
+        self.why = why
+
+
+class InvalidHandshake(WebSocketError):
+    """The opening handshake failed.
+
+    On the server, ``status`` is the HTTP status to answer with (400, 403, 426, 431 ...)
+    and ``str(exc)`` is the short text sent as the response body.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidStatus(InvalidHandshake):
+    """The server answered the opening handshake with a status other than 101."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(
+            f"server rejected WebSocket connection: HTTP {response.status} {response.reason}".rstrip(),
+            status=response.status,
+        )
+        self.response = response
+
+
+class NegotiationError(InvalidHandshake):
+    """Subprotocol or extension negotiation failed."""
+
+
+class ProtocolError(WebSocketError):
+    """The peer violated the protocol; ``close_code`` is what we send it."""
+
+    def __init__(self, message: str, close_code: int = 1002) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class PayloadTooBig(ProtocolError):
+    """A message, frame or decompressed payload exceeded a size limit (close code 1009)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, close_code=1009)
+
+
+class InvalidState(WebSocketError, RuntimeError):
+    """An operation is not allowed in the connection's current state."""
+
+
+class ConcurrencyError(WebSocketError, RuntimeError):
+    """Two coroutines tried to receive (or stream a message) on one connection at once."""
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed.
+
+    ``rcvd`` is the Close frame received (None if none arrived), ``sent`` the one we sent
+    (None if none was sent); ``rcvd_then_sent`` tells who started the closing handshake
+    when both exist.
+    """
+
+    def __init__(
+        self,
+        rcvd: Close | None,
+        sent: Close | None,
+        rcvd_then_sent: bool | None = None,
+    ) -> None:
+        self.rcvd = rcvd
+        self.sent = sent
+        self.rcvd_then_sent = rcvd_then_sent
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        if self.rcvd is None and self.sent is None:
+            return "connection closed abnormally (1006): no close frame received or sent"
+        if self.rcvd is None:
+            return f"sent {self.sent}; no close frame received"
+        if self.sent is None:
+            return f"received {self.rcvd}; no close frame sent"
+        if self.rcvd_then_sent:
+            return f"received {self.rcvd}; then sent {self.sent}"
+        return f"sent {self.sent}; then received {self.rcvd}"
+
+    @property
+    def code(self) -> int:
+        """The close code received, else the one sent, else 1006 (abnormal closure)."""
+        if self.rcvd is not None:
+            return self.rcvd.code
+        if self.sent is not None:
+            return self.sent.code
+        return 1006
+
+    @property
+    def reason(self) -> str:
+        """The close reason matching :attr:`code`."""
+        if self.rcvd is not None:
+            return self.rcvd.reason
+        if self.sent is not None:
+            return self.sent.reason
+        return ""
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (1000 or 1001 on both sides)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed with an error or abnormally."""

@@ -1,0 +1,710 @@
+"""The sans-I/O WebSocket connection: bytes in, events out; calls in, bytes out.
+
+The I/O contract (every I/O layer drives a :class:`Connection` the same way):
+
+- :meth:`Connection.receive_data` with each chunk read from the network;
+  :meth:`Connection.receive_eof` when the peer closed its side.
+- :meth:`Connection.events_received` returns what those bytes meant, in order:
+  ``str`` for a text message, ``bytes`` for a binary message, :class:`Ping`, :class:`Pong`,
+  :class:`CloseReceived` and :class:`ProtocolViolation`.
+- The ``send_*`` methods queue frames; :meth:`Connection.data_to_send` returns the bytes
+  to write, in order. An empty ``bytes`` in that list means "now close the TCP connection".
+- :meth:`Connection.close_expected` tells the I/O layer that the connection is over from the
+  protocol's point of view and TCP should end soon (it starts the close timeout).
+
+Peer errors never raise: they become a :class:`ProtocolViolation` event carrying the
+:class:`~websock.exceptions.ProtocolError` (with its close code). Misuse by the caller raises
+:class:`~websock.exceptions.InvalidState` or ``ValueError`` at once. Any other exception is a
+bug.
+
+Two decisions keep the Autobahn verdicts strict and deterministic:
+
+- A received Close and a protocol violation are *terminal events*: the core does not answer
+  them by itself. Messages that arrived before them are delivered first, and the I/O layer
+  calls :meth:`Connection.reply_to_close` or :meth:`Connection.fail` once the application
+  has consumed those messages (or a grace time ran out). An echo of a valid message that
+  preceded a bad frame therefore always goes out before our Close.
+- Frame payloads are processed as they arrive, not when the frame is complete: UTF-8 is
+  validated and compressed data inflated piece by piece, so an invalid byte fails the
+  connection as soon as it arrives (Autobahn 6.4.x), and a decompression bomb is stopped
+  after at most ``max_message_size`` bytes of output.
+
+After a terminal event the parser switches to *discard mode*: it keeps reading (closing a
+socket with unread data makes the kernel send RST, which can destroy our Close frame in
+flight) and only looks for the peer's Close, so that a failed connection still ends with a
+clean closing handshake whenever the peer's framing allows it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .close import Close, CloseCode
+from .extensions.base import Extension
+from .frames import Frame, Opcode, apply_mask, serialize_frame
+from .utf8 import Utf8Validator
+
+__all__ = [
+    "Role",
+    "State",
+    "Connection",
+    "Event",
+    "Ping",
+    "Pong",
+    "CloseReceived",
+    "ProtocolViolation",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+]
+
+
+class Role(enum.Enum):
+    """Which end of the connection this is; it decides who masks frames."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.IntEnum):
+    """The connection's state after the opening handshake."""
+
+    OPEN = 1  # messages flow both ways
+    CLOSING = 2  # a Close was sent or received (not both)
+    CLOSED = 3  # Close sent and received, or the stream ended
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The peer sent a Ping; a Pong with the same payload has already been queued."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The peer sent a Pong."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReceived:
+    """The peer sent a Close. Answer it with :meth:`Connection.reply_to_close`."""
+
+    close: Close
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The peer broke the protocol. Fail the connection with :meth:`Connection.fail`."""
+
+    error: ProtocolError
+
+
+Event = str | bytes | Ping | Pong | CloseReceived | ProtocolViolation
+
+#: 1 MiB: large enough for typical chat/feed/dashboard messages, small enough that a few
+#: thousand connections each holding a maximal message stay within a server's memory.
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CONT = Opcode.CONT.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+_KNOWN_OPCODES = frozenset({_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
+
+# Mask keys come from os.urandom (RFC 6455 10.3 asks for a strong source) drawn in
+# batches: one system call per 1,024 frames instead of one per frame.
+_MASK_POOL_SIZE = 4096
+
+
+def _compressed_slack(limit: int) -> int:
+    """Bytes a compressed message may exceed its inflated limit by on the wire.
+
+    Deflate never expands data by more than 5 bytes per 16 KiB stored block plus a few
+    bytes of framing, so limit/1024 + 256 bounds incompressible data with room to spare.
+    """
+    return (limit >> 10) + 256
+
+
+class Connection:
+    """One WebSocket connection after the opening handshake (RFC 6455 sections 5-7)."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        extensions: Sequence[Extension] = (),
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+    ) -> None:
+        """Create the connection state for ``role``.
+
+        ``max_message_size`` bounds a reassembled message after decompression (None: no
+        limit); ``max_frame_size`` bounds one frame's payload as it appears on the wire
+        (None: bounded by the message limit only). Exceeding either fails the connection
+        with close code 1009.
+        """
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError("max_message_size must be >= 0 or None")
+        if max_frame_size is not None and max_frame_size < 0:
+            raise ValueError("max_frame_size must be >= 0 or None")
+        self.role = role
+        self.state = State.OPEN
+        self.extensions: tuple[Extension, ...] = tuple(extensions)
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+
+        #: The Close received from the peer, and the one we sent (None until then).
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        #: True if the peer started the closing handshake, False if we did.
+        self.close_rcvd_then_sent: bool | None = None
+        #: The violation that failed the connection, if any.
+        self.failure: ProtocolError | None = None
+
+        self._is_client = role is Role.CLIENT
+        self._rsv_allowed = 0
+        for ext in self.extensions:
+            self._rsv_allowed |= ext.rsv_mask
+        self._decoders = tuple(reversed(self.extensions))
+        self._mask_pool = b""
+        self._mask_pos = 0
+
+        # Receive side.
+        self._buf = b""  # unparsed bytes (never more than a header or a control frame)
+        self._events: list[Event] = []
+        self._discarding = False  # after a terminal event: look for the peer's Close only
+        self._eof = False
+        # The frame whose payload is arriving: opcode, bytes left, mask, offset in the mask.
+        self._frame_opcode = -1
+        self._frame_fin = False
+        self._frame_left = 0
+        self._frame_mask: bytes | None = None
+        self._frame_offset = 0
+        self._frame_rsv = 0
+        self._frame_first_piece = False
+        # The data message being reassembled (opcode -1 when none).
+        self._msg_opcode = -1
+        self._msg_compressed = False
+        self._msg_data = bytearray()
+        self._msg_wire_size = 0
+        self._msg_utf8: Utf8Validator | None = None
+
+        # Send side.
+        self._out: list[bytes] = []
+        self._sending_fragmented = False
+        self._send_fragment_encoded = True
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the network."""
+        if self._eof:
+            raise InvalidState("receive_data() called after receive_eof()")
+        if not data:
+            return
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        if self._discarding:
+            self._discard(data, 0)
+        else:
+            self._parse(data)
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of the TCP connection."""
+        if self._eof:
+            return
+        self._eof = True
+        self._buf = b""
+        if self.state is State.CLOSED:
+            return
+        if not self._discarding and self.close_rcvd is None:
+            # The stream ended without a closing handshake: 1006, abnormal closure.
+            self._discarding = True
+        self.state = State.CLOSED
+
+    def events_received(self) -> list[Event]:
+        """Return (and forget) the events parsed since the last call."""
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
+    def _parse(self, data: bytes) -> None:
+        """Parse frames from ``data``; keep an incomplete header in ``self._buf``."""
+        pos = 0
+        end = len(data)
+        events = self._events
+        if self._frame_left:
+            pos = self._take_payload(data, 0)
+            if self._discarding or pos == end:
+                if self._discarding and pos < end:
+                    self._discard(data, pos)
+                return
+        is_client = self._is_client
+        while pos < end:
+            if end - pos < 2:
+                self._buf = data[pos:]
+                return
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            opcode = b0 & 0x0F
+            length = b1 & 0x7F
+            hdr = 2
+            if length == 126:
+                hdr = 4
+                if end - pos < 4:
+                    self._buf = data[pos:]
+                    return
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                hdr = 10
+                if end - pos < 10:
+                    self._buf = data[pos:]
+                    return
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if length >> 63:
+                    self._violation(ProtocolError("frame length with the most significant bit set"))
+                    return
+            masked = b1 & 0x80
+            if masked:
+                if end - pos < hdr + 4:
+                    self._buf = data[pos:]
+                    return
+                mask: bytes | None = data[pos + hdr : pos + hdr + 4]
+                hdr += 4
+            else:
+                mask = None
+
+            error = None
+            if b0 & 0x70 & ~self._rsv_allowed:
+                error = "reserved bits must be 0"
+            elif opcode not in _KNOWN_OPCODES:
+                error = f"unknown opcode {opcode:#x}"
+            elif bool(masked) == is_client:
+                error = (
+                    "server frames must not be masked"
+                    if is_client
+                    else "client frames must be masked"
+                )
+            elif opcode >= 8:
+                if not b0 & 0x80:
+                    error = "control frames must not be fragmented"
+                elif length > 125:
+                    error = "control frame payload larger than 125 bytes"
+            elif opcode == _CONT:
+                if self._msg_opcode < 0:
+                    error = "continuation frame without a message to continue"
+            elif self._msg_opcode >= 0:
+                error = "new data frame inside a fragmented message"
+            if error is not None:
+                self._violation(ProtocolError(error))
+                # The header is readable: skip this frame's payload while discarding.
+                self._frame_left = length
+                self._discard(data, pos + hdr)
+                return
+
+            if opcode >= 8:
+                # Control frame: small, so wait until it is complete.
+                start = pos + hdr
+                if end - start < length:
+                    self._buf = data[pos:]
+                    return
+                payload = data[start : start + length]
+                if mask is not None:
+                    payload = apply_mask(payload, mask)
+                pos = start + length
+                if b0 & 0x70:
+                    # Only extensions can claim RSV bits; let them judge control frames.
+                    try:
+                        self._decode_control(Frame(opcode, payload, True, bool(b0 & 0x40),
+                                                   bool(b0 & 0x20), bool(b0 & 0x10)))
+                    except ProtocolError as exc:
+                        self._violation(exc)
+                        self._discard(data, pos)
+                        return
+                if opcode == _PING:
+                    if self.close_sent is None:
+                        self._out.append(self._frame_bytes(_PONG, payload))
+                    events.append(Ping(payload))
+                elif opcode == _PONG:
+                    events.append(Pong(payload))
+                else:
+                    self._close_frame(payload)
+                    if pos < end:
+                        self._discard(data, pos)
+                    return
+                continue
+
+            # Data frame. Check the limits before buffering anything of the payload.
+            max_frame = self.max_frame_size
+            if max_frame is not None and length > max_frame:
+                self._violation(
+                    PayloadTooBig(f"frame of {length} bytes exceeds the {max_frame}-byte limit")
+                )
+                self._frame_left = length
+                self._discard(data, pos + hdr)
+                return
+            fin = b0 & 0x80
+            limit = self.max_message_size
+            if opcode != _CONT:
+                compressed = bool(b0 & 0x40) and bool(self._decoders)
+                if (
+                    fin
+                    and not compressed
+                    and end - pos - hdr >= length
+                    and (limit is None or length <= limit)
+                ):
+                    # Fast path: a whole, unfragmented, uncompressed message in the buffer.
+                    start = pos + hdr
+                    pos = start + length
+                    payload = data[start:pos]
+                    if mask is not None:
+                        payload = apply_mask(payload, mask)
+                    if opcode == _TEXT:
+                        try:
+                            events.append(payload.decode())
+                        except UnicodeDecodeError:
+                            self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
+                            self._discard(data, pos)
+                            return
+                    else:
+                        events.append(payload)
+                    continue
+                self._msg_opcode = opcode
+                self._msg_compressed = compressed
+                self._msg_wire_size = 0
+                self._msg_utf8 = Utf8Validator() if opcode == _TEXT else None
+            if limit is not None:
+                wire_limit = limit + _compressed_slack(limit) if self._msg_compressed else limit
+                if self._msg_wire_size + length > wire_limit:
+                    self._violation(PayloadTooBig(f"message exceeds the {limit}-byte limit"))
+                    self._frame_left = length
+                    self._discard(data, pos + hdr)
+                    return
+            self._msg_wire_size += length
+            self._frame_opcode = opcode
+            self._frame_fin = bool(fin)
+            self._frame_left = length
+            self._frame_mask = mask
+            self._frame_offset = 0
+            self._frame_rsv = b0 & 0x70
+            self._frame_first_piece = True
+            pos += hdr
+            if length == 0:
+                self._finish_piece(b"")
+                if self._discarding:
+                    if pos < end:
+                        self._discard(data, pos)
+                    return
+                continue
+            pos = self._take_payload(data, pos)
+            if self._discarding:
+                if pos < end:
+                    self._discard(data, pos)
+                return
+
+    def _take_payload(self, data: bytes, pos: int) -> int:
+        """Consume as much of the current data frame's payload as ``data`` holds."""
+        n = min(self._frame_left, len(data) - pos)
+        piece = data[pos : pos + n]
+        mask = self._frame_mask
+        if mask is not None:
+            k = self._frame_offset & 3
+            piece = apply_mask(piece, mask[k:] + mask[:k] if k else mask)
+        self._frame_left -= n
+        self._frame_offset += n
+        self._finish_piece(piece)
+        return pos + n
+
+    def _finish_piece(self, piece: bytes) -> None:
+        """Add a piece of a data frame's payload to the message being reassembled.
+
+        With extensions, each piece goes through their decoders as a frame of its own: the
+        first piece of a frame carries the frame's opcode and RSV bits, later pieces are
+        continuations, and only the last piece of the message has FIN set.
+        """
+        last = self._frame_left == 0 and self._frame_fin
+        if self._decoders:
+            rsv = self._frame_rsv if self._frame_first_piece else 0
+            opcode = self._frame_opcode if self._frame_first_piece else _CONT
+            frame = Frame(opcode, piece, last, bool(rsv & 0x40), bool(rsv & 0x20), bool(rsv & 0x10))
+            limit = self.max_message_size
+            remaining = None if limit is None else limit - len(self._msg_data)
+            try:
+                for ext in self._decoders:
+                    frame = ext.decode(frame, max_size=remaining)
+            except ProtocolError as exc:
+                self._violation(exc)
+                return
+            piece = frame.payload
+            if remaining is not None and len(piece) > remaining:
+                self._violation(PayloadTooBig(f"message exceeds the {limit}-byte limit"))
+                return
+        self._frame_first_piece = False
+        validator = self._msg_utf8
+        if validator is not None and piece and not validator.feed(piece):
+            self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
+            return
+        if self._frame_left:
+            self._msg_data += piece
+            return
+        if not last:
+            self._msg_data += piece
+            return
+        # The message is complete.
+        data = self._msg_data
+        if data:
+            data += piece
+            payload = bytes(data)
+            self._msg_data = bytearray()
+        else:
+            payload = piece if type(piece) is bytes else bytes(piece)
+        opcode = self._msg_opcode
+        self._msg_opcode = -1
+        self._msg_utf8 = None
+        if opcode == _TEXT:
+            if validator is not None and not validator.complete():
+                self._violation(ProtocolError("text message ends inside a UTF-8 sequence", 1007))
+                return
+            self._events.append(payload.decode())
+        else:
+            self._events.append(payload)
+
+    def _decode_control(self, frame: Frame) -> None:
+        """Run a control frame with RSV bits through the extensions (they reject it)."""
+        for ext in self._decoders:
+            frame = ext.decode(frame, max_size=None)
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            raise ProtocolError("reserved bits set on a control frame")
+
+    def _close_frame(self, payload: bytes) -> None:
+        """Handle a received Close frame (outside discard mode)."""
+        try:
+            close = Close.parse(payload)
+        except ProtocolError as exc:
+            self._violation(exc)
+            return
+        self._record_close_rcvd(close)
+        self._discarding = True
+        self._events.append(CloseReceived(close))
+
+    def _record_close_rcvd(self, close: Close) -> None:
+        self.close_rcvd = close
+        if self.close_sent is None:
+            self.close_rcvd_then_sent = True
+            self.state = State.CLOSING
+        else:
+            self.state = State.CLOSED
+            self._end_if_server()
+
+    def _violation(self, error: ProtocolError) -> None:
+        """Stop parsing; report the violation after the events that preceded it.
+
+        ``_frame_left`` is kept: the discard parser skips the rest of the current frame.
+        """
+        self._discarding = True
+        self._msg_data = bytearray()
+        self._msg_opcode = -1
+        self.failure = error
+        self._events.append(ProtocolViolation(error))
+
+    def _discard(self, data: bytes, pos: int) -> None:
+        """Skim frames after a terminal event, only to notice the peer's Close.
+
+        Framing may be broken after a violation, so nothing here fails: unreadable bytes
+        are dropped, and the I/O layer's close timeout ends the connection.
+        """
+        end = len(data)
+        while pos < end:
+            if self._frame_left:
+                n = min(self._frame_left, end - pos)
+                self._frame_left -= n
+                pos += n
+                continue
+            if end - pos < 2:
+                self._buf = data[pos:]
+                return
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            hdr = 2
+            if length == 126:
+                hdr = 4
+            elif length == 127:
+                hdr = 10
+            if b1 & 0x80:
+                hdr += 4
+            if end - pos < hdr:
+                self._buf = data[pos:]
+                return
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            if b0 & 0x0F == _CLOSE and length <= 125 and self.close_rcvd is None:
+                if end - pos - hdr < length:
+                    self._buf = data[pos:]
+                    return
+                payload = data[pos + hdr : pos + hdr + length]
+                if b1 & 0x80:
+                    payload = apply_mask(payload, data[pos + hdr - 4 : pos + hdr])
+                try:
+                    close = Close.parse(payload)
+                except ProtocolError:
+                    close = Close(CloseCode.PROTOCOL_ERROR)
+                self._record_close_rcvd(close)
+                pos += hdr + length
+                continue
+            pos += hdr
+            self._frame_left = length
+
+    # ------------------------------------------------------------------ sending
+
+    def _next_mask(self) -> bytes:
+        pos = self._mask_pos
+        if pos >= len(self._mask_pool):
+            self._mask_pool = os.urandom(_MASK_POOL_SIZE)
+            pos = 0
+        self._mask_pos = pos + 4
+        return self._mask_pool[pos : pos + 4]
+
+    def _frame_bytes(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
+        if self._is_client:
+            return serialize_frame(opcode, payload, fin=fin, rsv=rsv, mask=self._next_mask())
+        return serialize_frame(opcode, payload, fin=fin, rsv=rsv)
+
+    def _check_can_send(self) -> None:
+        if self.close_sent is not None or self.state is State.CLOSED:
+            raise InvalidState(f"cannot send: connection is {self.state.name}")
+
+    def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool) -> None:
+        if self.extensions and compress:
+            frame = Frame(opcode, payload, fin)
+            for ext in self.extensions:
+                frame = ext.encode(frame)
+            rsv = (frame.rsv1 and 0x40) | (frame.rsv2 and 0x20) | (frame.rsv3 and 0x10)
+            self._out.append(self._frame_bytes(frame.opcode, frame.payload, frame.fin, rsv))
+        else:
+            self._out.append(self._frame_bytes(opcode, payload, fin))
+
+    def send_text(self, data: str | bytes, *, compress: bool = True) -> None:
+        """Queue a text message (``bytes`` must already be UTF-8)."""
+        self._check_can_send()
+        if self._sending_fragmented:
+            raise InvalidState("cannot send a message while a fragmented message is in progress")
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._send_data(_TEXT, payload, True, compress)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Queue a binary message."""
+        self._check_can_send()
+        if self._sending_fragmented:
+            raise InvalidState("cannot send a message while a fragmented message is in progress")
+        self._send_data(_BINARY, bytes(data), True, compress)
+
+    def send_fragment(
+        self,
+        data: bytes,
+        *,
+        text: bool = False,
+        fin: bool = False,
+        compress: bool = True,
+    ) -> None:
+        """Queue one fragment of a message sent in pieces.
+
+        The first call starts the message (``text`` picks its type and ``compress`` whether
+        it is compressed); later calls continue it; the call with ``fin=True`` ends it.
+        Control frames (ping, pong, close) may be sent between fragments.
+        """
+        self._check_can_send()
+        if self._sending_fragmented:
+            opcode = _CONT
+            compress = self._send_fragment_encoded
+        else:
+            opcode = _TEXT if text else _BINARY
+            self._send_fragment_encoded = compress
+        self._sending_fragmented = not fin
+        self._send_data(opcode, bytes(data), fin, compress)
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Queue a Ping (payload at most 125 bytes)."""
+        self._send_control(_PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        """Queue an unsolicited Pong (payload at most 125 bytes)."""
+        self._send_control(_PONG, payload)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        self._check_can_send()
+        if len(payload) > 125:
+            raise ValueError(f"control frame payload is {len(payload)} bytes; at most 125 fit")
+        self._out.append(self._frame_bytes(opcode, bytes(payload)))
+
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (or answer the peer's Close) with ``code``/``reason``.
+
+        Raise ValueError for a code that may not be sent or a reason over 123 bytes.
+        """
+        self._check_can_send()
+        close = Close(code, reason)
+        payload = close.serialize()  # validates code and reason
+        self._out.append(self._frame_bytes(_CLOSE, payload))
+        self.close_sent = close
+        if self.close_rcvd is None:
+            self.close_rcvd_then_sent = False
+            self.state = State.CLOSING
+            # Whatever arrives now is delivered until the peer's Close.
+        else:
+            self.state = State.CLOSED
+            self._end_if_server()
+
+    def reply_to_close(self) -> None:
+        """Answer the Close received: echo its code, or 1000 if it carried none."""
+        rcvd = self.close_rcvd
+        if rcvd is None:
+            raise InvalidState("reply_to_close() called before a Close was received")
+        if self.close_sent is not None or self._eof:
+            return
+        code = rcvd.code
+        if code == CloseCode.NO_STATUS_RCVD:
+            code = CloseCode.NORMAL_CLOSURE
+        self.send_close(code)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection: send Close with ``code`` unless one was sent already.
+
+        Used for peer errors (1002, 1007, 1009), policy (1008) and internal errors (1011).
+        Incoming data is discarded from here on, except the peer's Close.
+        """
+        self._discarding = True
+        self._msg_data = bytearray()
+        self._msg_opcode = -1
+        if self.close_sent is None and self.state is not State.CLOSED:
+            encoded = reason.encode()
+            if len(encoded) > 123:
+                reason = encoded[:123].decode(errors="ignore")
+            self.send_close(code, reason)
+
+    def _end_if_server(self) -> None:
+        # RFC 6455 7.1.1: the server closes TCP first once the closing handshake is done.
+        if not self._is_client:
+            self._out.append(b"")
+
+    def data_to_send(self) -> list[bytes]:
+        """Return (and forget) the bytes to write; ``b""`` means close the TCP connection."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def close_expected(self) -> bool:
+        """True once the protocol expects TCP to end soon (a Close was sent, or failure)."""
+        return self.close_sent is not None or self.state is State.CLOSED
