@@ -56,7 +56,9 @@ def _size(text: str) -> int | None:
     try:
         value = int(text) * factor
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1048576, 64K or 16M)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (try 1048576, 64K or 16M)"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError("a size cannot be negative")
     return value
@@ -136,12 +138,20 @@ async def _run_server(args: argparse.Namespace) -> None:
         ping_timeout=args.ping_timeout,
     )
     host = args.host if ":" not in args.host else f"[{args.host}]"
-    print(f"websock {__version__} echo server listening on {scheme}://{host}:{server.port}/", flush=True)
-    stop = asyncio.get_running_loop().create_future()
+    print(
+        f"websock {__version__} echo server listening on {scheme}://{host}:{server.port}/",
+        flush=True,
+    )
     loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+            loop.add_signal_handler(sig, request_stop)
     await stop
     print("shutting down: closing connections with 1001", flush=True)
     server.close()
@@ -203,31 +213,66 @@ async def _run_client(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="websock", description="WebSocket echo server and client.")
+    parser = argparse.ArgumentParser(
+        prog="websock", description="WebSocket echo server and client."
+    )
     parser.add_argument("--version", action="version", version=f"websock {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run an echo server (wss with a development certificate by default)")
+    s = sub.add_parser(
+        "serve", help="run an echo server (wss with a development certificate by default)"
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=None, help="port (default 8443 for wss, 8080 with --plain)")
+    s.add_argument(
+        "--port", type=int, default=None, help="port (default 8443 for wss, 8080 with --plain)"
+    )
     s.add_argument("--plain", action="store_true", help="serve ws:// without TLS")
-    s.add_argument("--certfile", help="PEM certificate chain (with --keyfile) instead of the development one")
+    s.add_argument(
+        "--certfile", help="PEM certificate chain (with --keyfile) instead of the development one"
+    )
     s.add_argument("--keyfile", help="PEM private key for --certfile")
-    s.add_argument("--max-message-size", type=_size, default=DEFAULT_MAX_MESSAGE_SIZE,
-                   help="largest message accepted, after decompression (default 1M; 'none' = no limit)")
-    s.add_argument("--max-frame-size", type=_size, default=None,
-                   help="largest frame accepted (default: bounded by --max-message-size)")
-    s.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
-                   help="received messages buffered before reading pauses (default 16)")
-    s.add_argument("--open-timeout", type=float, default=DEFAULT_OPEN_TIMEOUT, help="seconds (default 10)")
-    s.add_argument("--close-timeout", type=float, default=DEFAULT_CLOSE_TIMEOUT, help="seconds (default 10)")
-    s.add_argument("--ping-interval", type=float, default=DEFAULT_PING_INTERVAL, help="seconds (default 20)")
-    s.add_argument("--ping-timeout", type=float, default=DEFAULT_PING_TIMEOUT, help="seconds (default 20)")
+    s.add_argument(
+        "--max-message-size",
+        type=_size,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help="largest message accepted, after decompression (default 1M; 'none' = no limit)",
+    )
+    s.add_argument(
+        "--max-frame-size",
+        type=_size,
+        default=None,
+        help="largest frame accepted (default: bounded by --max-message-size)",
+    )
+    s.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help="received messages buffered before reading pauses (default 16)",
+    )
+    s.add_argument(
+        "--open-timeout", type=float, default=DEFAULT_OPEN_TIMEOUT, help="seconds (default 10)"
+    )
+    s.add_argument(
+        "--close-timeout", type=float, default=DEFAULT_CLOSE_TIMEOUT, help="seconds (default 10)"
+    )
+    s.add_argument(
+        "--ping-interval", type=float, default=DEFAULT_PING_INTERVAL, help="seconds (default 20)"
+    )
+    s.add_argument(
+        "--ping-timeout", type=float, default=DEFAULT_PING_TIMEOUT, help="seconds (default 20)"
+    )
     s.add_argument("--no-compression", action="store_true", help="turn permessage-deflate off")
-    s.add_argument("--compression-level", type=int, default=DEFAULT_COMPRESSION_LEVEL,
-                   choices=range(0, 10), metavar="0-9",
-                   help=f"zlib level for permessage-deflate (default {DEFAULT_COMPRESSION_LEVEL})")
+    s.add_argument(
+        "--compression-level",
+        type=int,
+        default=DEFAULT_COMPRESSION_LEVEL,
+        choices=range(0, 10),
+        metavar="0-9",
+        help=f"zlib level for permessage-deflate (default {DEFAULT_COMPRESSION_LEVEL})",
+    )
 
     c = sub.add_parser("connect", help="interactive client: stdin lines out, messages in")
     c.add_argument("uri", help="ws:// or wss:// URI")
@@ -241,7 +286,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``websock`` and ``python -m websock``."""
     args = _parser().parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    level = (
+        logging.WARNING
+        if args.verbose == 0
+        else logging.INFO
+        if args.verbose == 1
+        else logging.DEBUG
+    )
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         if bool(args.certfile) != bool(args.keyfile):

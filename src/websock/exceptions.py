@@ -69,10 +69,8 @@ class InvalidStatus(InvalidHandshake):
     """The server answered the opening handshake with a status other than 101."""
 
     def __init__(self, response: Response) -> None:
-        super().__init__(
-            f"server rejected WebSocket connection: HTTP {response.status} {response.reason}".rstrip(),
-            status=response.status,
-        )
+        message = f"server rejected WebSocket connection: HTTP {response.status} {response.reason}"
+        super().__init__(message.rstrip(), status=response.status)
         self.response = response
 
 

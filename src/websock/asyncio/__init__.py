@@ -6,4 +6,12 @@ from .client import ClientConnection, connect
 from .connection import Connection, Data
 from .server import Server, ServerConnection, serve
 
-__all__ = ["ClientConnection", "Connection", "Data", "Server", "ServerConnection", "connect", "serve"]
+__all__ = [
+    "ClientConnection",
+    "Connection",
+    "Data",
+    "Server",
+    "ServerConnection",
+    "connect",
+    "serve",
+]

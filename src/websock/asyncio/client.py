@@ -15,14 +15,8 @@ from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-from ..protocol.handshake import (
-    MAX_HEAD_SIZE,
-    MAX_HEADERS,
-    USER_AGENT,
-    ClientHandshake,
-    HeadersLike,
-)
-from ..protocol.http import Response
+from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
+from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
 from ..protocol.uri import parse_uri
 from .connection import Connection
 from .server import (
@@ -195,16 +189,17 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         handshake = ClientHandshake(uri, **self._handshake_args)
         kwargs: dict[str, Any] = {}
         if uri.secure:
-            kwargs["ssl"] = self._ssl if self._ssl is not None else ssl_module.create_default_context()
+            kwargs["ssl"] = (
+                self._ssl if self._ssl is not None else ssl_module.create_default_context()
+            )
             kwargs["server_hostname"] = self._server_hostname or uri.host
         if self._sock is not None:
             kwargs["sock"] = self._sock
-            host, port = None, None
         else:
-            host = self._host or uri.host
-            port = self._port or uri.port
+            kwargs["host"] = self._host or uri.host
+            kwargs["port"] = self._port or uri.port
         _, connection = await loop.create_connection(
-            lambda: ClientConnection(handshake, self._options), host, port, **kwargs
+            lambda: ClientConnection(handshake, self._options), **kwargs
         )
         try:
             await connection.opened

@@ -35,7 +35,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..protocol import connection as core
-from ..protocol.close import Close, CloseCode
+from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
 
 __all__ = ["Connection", "Data"]
@@ -331,9 +331,7 @@ class Connection(asyncio.Protocol):
         if protocol is not None and self._role is core.Role.CLIENT:
             # RFC 6455 7.1.1: the client closes TCP itself when the server does not.
             self.transport.close()
-            self._close_timer = self.loop.call_later(
-                self.close_timeout or 0, self._abort_transport
-            )
+            self._close_timer = self.loop.call_later(self.close_timeout or 0, self._abort_transport)
         else:
             self._abort_transport()
 
@@ -599,7 +597,9 @@ class Connection(asyncio.Protocol):
         protocol = self.protocol
         if protocol is None or self._lost or self._keepalive_payload is None:
             return
-        self.logger.info("no pong within %ss of a keepalive ping: closing with 1011", self.ping_timeout)
+        self.logger.info(
+            "no pong within %ss of a keepalive ping: closing with 1011", self.ping_timeout
+        )
         protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._terminal_done = True
         self._flush()

@@ -16,8 +16,15 @@ from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from ..protocol.handshake import MAX_HEAD_SIZE, MAX_HEADERS, USER_AGENT, ServerHandshake
-from ..protocol.http import Headers, Request, Response, serialize_response
+from ..protocol.handshake import USER_AGENT, ServerHandshake
+from ..protocol.http import (
+    MAX_HEAD_SIZE,
+    MAX_HEADERS,
+    Headers,
+    Request,
+    Response,
+    serialize_response,
+)
 from .connection import Connection
 
 __all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
@@ -166,12 +173,16 @@ class ServerConnection(Connection):
         else:
             self._accept()
 
-    def respond(self, status: int, text: str = "", headers: Mapping[str, str] | None = None) -> Response:
+    def respond(
+        self, status: int, text: str = "", headers: Mapping[str, str] | None = None
+    ) -> Response:
         """Build an HTTP response for ``process_request`` to return instead of upgrading."""
         return self._handshake.reject(status, text, headers)
 
     def _reject(self, exc: InvalidHandshake) -> None:
-        logger.info("rejected opening handshake from %s: %d %s", self.remote_address, exc.status, exc)
+        logger.info(
+            "rejected opening handshake from %s: %d %s", self.remote_address, exc.status, exc
+        )
         self._send_response(self._handshake.response_for_error(exc))
 
     def _send_response(self, response: Response) -> None:
@@ -249,7 +260,9 @@ class Server:
         """The port of the first listening socket (handy with ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
-    async def _start(self, host: str | Sequence[str] | None, port: int | None, kwargs: dict[str, Any]) -> None:
+    async def _start(
+        self, host: str | Sequence[str] | None, port: int | None, kwargs: dict[str, Any]
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ServerConnection(self), host, port, **kwargs
@@ -424,4 +437,3 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
-

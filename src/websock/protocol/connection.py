@@ -324,8 +324,16 @@ class Connection:
                 if b0 & 0x70:
                     # Only extensions can claim RSV bits; let them judge control frames.
                     try:
-                        self._decode_control(Frame(opcode, payload, True, bool(b0 & 0x40),
-                                                   bool(b0 & 0x20), bool(b0 & 0x10)))
+                        self._decode_control(
+                            Frame(
+                                opcode,
+                                payload,
+                                True,
+                                bool(b0 & 0x40),
+                                bool(b0 & 0x20),
+                                bool(b0 & 0x10),
+                            )
+                        )
                     except ProtocolError as exc:
                         self._violation(exc)
                         self._discard(data, pos)

@@ -50,9 +50,9 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     if n == 0:
         return b""
     key = mask * (n // 4 + 1)
-    return (
-        int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")
-    ).to_bytes(n, "little")
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
+        n, "little"
+    )
 
 
 _pack_h2 = struct.Struct("!BB").pack
