@@ -253,7 +253,13 @@ class TestClientNegotiation:
         ],
     )
     def test_offer(self, kwargs: dict[str, object], offer: list[ExtensionParameter]) -> None:
+        # These cases spell out client_no_context_takeover; the default is tested below.
+        kwargs = {"client_no_context_takeover": False, **kwargs}
         assert ClientPerMessageDeflateFactory(**kwargs).offer() == offer  # type: ignore[arg-type]
+
+    def test_default_offer(self) -> None:
+        # Like autobahn-python: lets Autobahn 13.2/13.5/13.6 request no context takeover.
+        assert ClientPerMessageDeflateFactory().offer() == [CNCT, cmwb()]
 
     @pytest.mark.parametrize(
         ("kwargs", "response", "expected"),
@@ -282,6 +288,7 @@ class TestClientNegotiation:
         response: list[ExtensionParameter],
         expected: tuple[bool, bool, int, int],
     ) -> None:
+        kwargs = {"client_no_context_takeover": False, **kwargs}
         factory = ClientPerMessageDeflateFactory(**kwargs)  # type: ignore[arg-type]
         assert settings_of(factory.process_response(response, [])) == expected
 
