@@ -8,10 +8,19 @@ Frame objects are built only where extensions need them.
 from __future__ import annotations
 
 import enum
+import os
 import struct
 from dataclasses import dataclass
 
-__all__ = ["Opcode", "Frame", "DATA_OPCODES", "CONTROL_OPCODES", "serialize_frame", "apply_mask"]
+__all__ = [
+    "Opcode",
+    "Frame",
+    "DATA_OPCODES",
+    "CONTROL_OPCODES",
+    "serialize_frame",
+    "apply_mask",
+    "apply_mask_python",
+]
 
 
 class Opcode(enum.IntEnum):
@@ -41,10 +50,11 @@ class Frame:
     rsv3: bool = False
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 section 5.3).
 
     Pure Python at near memory speed: one big-integer XOR instead of a loop per byte.
+    The reference for the C accelerator, and the fallback when it is not built.
     """
     n = len(data)
     if n == 0:
@@ -53,6 +63,17 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
         n, "little"
     )
+
+
+# The C accelerator (websock/_speedups.c) does the same a machine word at a time, 5-10x
+# faster on large payloads. WEBSOCK_PURE_PYTHON=1 forces the fallback, so that the test
+# suite can run against both.
+apply_mask = apply_mask_python
+if not os.environ.get("WEBSOCK_PURE_PYTHON"):
+    try:
+        from .._speedups import apply_mask
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
 
 
 _pack_h2 = struct.Struct("!BB").pack
