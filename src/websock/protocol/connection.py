@@ -78,7 +78,8 @@ class State(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """The peer sent a Ping; a Pong with the same payload has already been queued."""
+    """The peer sent a Ping; a Pong with the same payload has already been queued (unless
+    we had sent a Close: RFC 6455 5.5.1 allows nothing after it)."""
 
     payload: bytes
 
@@ -121,15 +122,6 @@ _KNOWN_OPCODES = frozenset({_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
 # Mask keys come from os.urandom (RFC 6455 10.3 asks for a strong source) drawn in
 # batches: one system call per 1,024 frames instead of one per frame.
 _MASK_POOL_SIZE = 4096
-
-
-def _compressed_slack(limit: int) -> int:
-    """Bytes a compressed message may exceed its inflated limit by on the wire.
-
-    Deflate never expands data by more than 5 bytes per 16 KiB stored block plus a few
-    bytes of framing, so limit/1024 + 256 bounds incompressible data with room to spare.
-    """
-    return (limit >> 10) + 256
 
 
 class Connection:
@@ -363,7 +355,9 @@ class Connection:
             fin = b0 & 0x80
             limit = self.max_message_size
             if opcode != _CONT:
-                compressed = bool(b0 & 0x40) and bool(self._decoders)
+                # Any RSV bit (not only RSV1, permessage-deflate's) marks a message that an
+                # extension encoded: only claimed bits got past the checks above.
+                compressed = bool(b0 & 0x70) and bool(self._decoders)
                 if (
                     fin
                     and not compressed
@@ -390,9 +384,12 @@ class Connection:
                 self._msg_compressed = compressed
                 self._msg_wire_size = 0
                 self._msg_utf8 = Utf8Validator() if opcode == _TEXT else None
-            if limit is not None:
-                wire_limit = limit + _compressed_slack(limit) if self._msg_compressed else limit
-                if self._msg_wire_size + length > wire_limit:
+            # An uncompressed message is refused from the frame header, before its payload
+            # is buffered. A compressed one is streamed through the inflater, whose output
+            # is bounded while inflating (_finish_piece): its wire size needs no bound,
+            # which spares legitimate messages compressed in many tiny fragments.
+            if limit is not None and not self._msg_compressed:
+                if self._msg_wire_size + length > limit:
                     self._violation(PayloadTooBig(f"message exceeds the {limit}-byte limit"))
                     self._frame_left = length
                     self._discard(data, pos + hdr)
@@ -480,7 +477,7 @@ class Connection:
         self._msg_utf8 = None
         if opcode == _TEXT:
             if validator is not None and not validator.complete():
-                self._violation(ProtocolError("text message ends inside a UTF-8 sequence", 1007))
+                self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
                 return
             self._events.append(payload.decode())
         else:
@@ -498,10 +495,15 @@ class Connection:
         try:
             close = Close.parse(payload)
         except ProtocolError as exc:
+            # The peer did send its Close, if a bad one, and will send no other: record it
+            # (as the discard parser does) so that the Close fail() sends completes the
+            # handshake and a server closes TCP at once instead of after the close timeout.
+            self._record_close_rcvd(Close(exc.close_code))
             self._violation(exc)
             return
         self._record_close_rcvd(close)
         self._discarding = True
+        self._msg_data = bytearray()  # a message cut short by the Close is dropped
         self._events.append(CloseReceived(close))
 
     def _record_close_rcvd(self, close: Close) -> None:
@@ -566,8 +568,8 @@ class Connection:
                     payload = apply_mask(payload, data[pos + hdr - 4 : pos + hdr])
                 try:
                     close = Close.parse(payload)
-                except ProtocolError:
-                    close = Close(CloseCode.PROTOCOL_ERROR)
+                except ProtocolError as exc:
+                    close = Close(exc.close_code)
                 self._record_close_rcvd(close)
                 pos += hdr + length
                 continue
@@ -662,6 +664,12 @@ class Connection:
         Raise ValueError for a code that may not be sent or a reason over 123 bytes.
         """
         self._check_can_send()
+        if code == CloseCode.NO_STATUS_RCVD:
+            # Close.serialize() maps 1005 to an empty payload (it round-trips a received
+            # empty Close); a caller passing 1005 asked to send a reserved code.
+            raise ValueError(
+                "close code 1005 may not be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )
         close = Close(code, reason)
         payload = close.serialize()  # validates code and reason
         self._out.append(self._frame_bytes(_CLOSE, payload))
@@ -714,5 +722,9 @@ class Connection:
         return out
 
     def close_expected(self) -> bool:
-        """True once the protocol expects TCP to end soon (a Close was sent, or failure)."""
+        """True once the protocol expects TCP to end soon: a Close was sent, or the stream ended.
+
+        Between a :class:`ProtocolViolation` event and :meth:`fail` it is still False: the
+        I/O layer decides when to fail (after delivering the messages that came first).
+        """
         return self.close_sent is not None or self.state is State.CLOSED
