@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -137,11 +138,6 @@ async def _run_server(args: argparse.Namespace) -> None:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
     )
-    host = args.host if ":" not in args.host else f"[{args.host}]"
-    print(
-        f"websock {__version__} echo server listening on {scheme}://{host}:{server.port}/",
-        flush=True,
-    )
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -149,9 +145,16 @@ async def _run_server(args: argparse.Namespace) -> None:
         if not stop.done():
             stop.set_result(None)
 
+    # Before announcing the address: a supervisor that signals us as soon as it reads the
+    # line must get a graceful shutdown, not the default action of the signal.
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_stop)
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    print(
+        f"websock {__version__} echo server listening on {scheme}://{host}:{server.port}/",
+        flush=True,
+    )
     await stop
     print("shutting down: closing connections with 1001", flush=True)
     server.close()
@@ -181,15 +184,15 @@ async def _run_client(args: argparse.Namespace) -> int:
         print(f"could not connect: {exc}", file=sys.stderr)
         return 1
     print(f"connected to {args.uri} (Ctrl-D to close)", file=sys.stderr, flush=True)
-    loop = asyncio.get_running_loop()
+    lines = _stdin_lines(asyncio.get_running_loop())
 
     async def read_stdin() -> None:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            await ws.send(line.rstrip("\n"))
-        await ws.close()
+        try:
+            while (line := await lines.get()) is not None:
+                await ws.send(line.rstrip("\n"))
+            await ws.close()
+        except ConnectionClosed:
+            pass  # print_messages() reports it
 
     async def print_messages() -> None:
         try:
@@ -210,6 +213,31 @@ async def _run_client(args: argparse.Namespace) -> int:
     code = ws.close_code
     print(f"connection closed: {code} {ws.close_reason or ''}".rstrip(), file=sys.stderr)
     return 0
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
+    """Lines of stdin as they come, then None at EOF, read by a daemon thread.
+
+    Not ``run_in_executor``: asyncio.run() waits for executor threads at exit, so a
+    readline() blocked on an open stdin would keep the client alive after the server closed.
+    A daemon thread works for terminals, pipes and files alike.
+    """
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def put(item: str | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def read() -> None:
+        try:
+            for line in iter(sys.stdin.readline, ""):
+                put(line)
+        except (OSError, ValueError):
+            pass
+        put(None)
+
+    threading.Thread(target=read, name="websock-stdin", daemon=True).start()
+    return queue
 
 
 def _parser() -> argparse.ArgumentParser:

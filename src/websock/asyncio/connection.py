@@ -14,7 +14,13 @@ Ordering rules that the conformance suite and real users depend on:
   frame is delivered, and its echo is written, before our Close.
 - Messages passed to ``send`` are written before any Close frame that follows them.
 - Once the closing handshake is over, the server closes TCP at once; the client waits for
-  the server to do so and closes TCP itself after ``close_timeout``.
+  the server to do so and closes TCP itself after ``close_timeout``. Over TLS the server
+  waits at most ``TLS_CLOSE_GRACE`` for the peer's close_notify before dropping TCP.
+- If the peer's EOF arrives while its Close still waits behind unread messages, the Close
+  is answered at once: the transport is about to close, and the outcome (a clean closing
+  handshake) must not depend on whether EOF came in the same read.
+- Writes are corked while received messages wait unread (see ``_flush``), but never beyond
+  the write buffer's high-water mark, so backpressure holds in that case too.
 """
 
 from __future__ import annotations
@@ -43,6 +49,26 @@ __all__ = ["Connection", "Data"]
 Data = str | bytes
 
 _OK_CODES = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD)
+
+# Over TLS, asyncio's transport.close() sends close_notify and closes TCP only when the peer
+# answers with its own (or after ssl_shutdown_timeout, 30 s). Peers that answer do so within a
+# round trip; RFC 5246 7.2.1 does not require waiting for the answer; and once the WebSocket
+# closing handshake is over nothing more can be said. So we wait at most this long (and at
+# most close_timeout) before dropping TCP, and a peer that ignores close_notify still sees
+# the server end TCP promptly, as RFC 6455 7.1.1 asks.
+TLS_CLOSE_GRACE = 1.0
+
+
+def _tls_pending(transport: asyncio.Transport) -> bool:
+    """True while a TLS transport still has bytes to hand to the kernel.
+
+    The TLS transport's own count misses what it already passed to the TCP transport below
+    it; that one is reached through a private attribute (CPython 3.10-3.14), when present.
+    """
+    if transport.get_write_buffer_size():
+        return True
+    below = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    return below is not None and bool(below.get_write_buffer_size())
 
 
 class Connection(asyncio.Protocol):
@@ -103,7 +129,9 @@ class Connection(asyncio.Protocol):
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._keepalive_payload: bytes | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._tls = False
         self._flush_handle: asyncio.Handle | None = None
+        self._corked = 0  # bytes queued in the core while writes are corked (see _flush)
         self._lost = False
         self._lost_exc: BaseException | None = None
         #: Done when the TCP connection is closed.
@@ -156,6 +184,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._tls = transport.get_extra_info("ssl_object") is not None
         transport.set_write_buffer_limits(high=self._write_high, low=self._write_low)
 
     def _open(self, extensions: list[Extension], trailing: bytes) -> None:
@@ -185,6 +214,13 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.protocol is not None:
+            if self._terminal is not None and not self._terminal_done:
+                # The peer's Close (or violation) waits behind unread messages, but the
+                # transport closes now: answer it while we still can, so that the
+                # outcome does not depend on whether EOF came in the same read.
+                self._act_on_terminal()
+            # The transport closes when we return: write what is corked (see _flush).
+            self._flush_now()
             self.protocol.receive_eof()
             self._dispatch(self.protocol.events_received())
         # Returning None closes our side too: nothing more can be said after the peer's EOF
@@ -302,14 +338,14 @@ class Connection(asyncio.Protocol):
                 # End of the closing handshake on the server: write what precedes, close TCP.
                 if i:
                     transport.writelines(out[:i])
-                transport.close()
+                self._close_tcp()
                 return
         if len(out) == 1:
             transport.write(out[0])
         else:
             transport.writelines(out)
 
-    def _flush(self) -> None:
+    def _flush(self, size: int = 0) -> None:
         """Write what the core has queued, coalescing writes while more input is pending.
 
         While received messages wait in the queue, the application is likely to answer
@@ -319,12 +355,18 @@ class Connection(asyncio.Protocol):
         the latest. With nothing pending, the write happens at once (no added latency).
         """
         if self._messages and not self._lost:
-            if self._flush_handle is None:
-                self._flush_handle = self.loop.call_soon(self._flush_now)
-            return
+            # ``size`` is what the caller just queued: the cork holds at most the write
+            # buffer's high-water mark, or a loop of send() calls that never yields (it
+            # does not while the buffer is below the mark) would pile up data without bound.
+            self._corked += size
+            if self._corked < self._write_high:
+                if self._flush_handle is None:
+                    self._flush_handle = self.loop.call_soon(self._flush_now)
+                return
         self._flush_now()
 
     def _flush_now(self) -> None:
+        self._corked = 0
         handle = self._flush_handle
         if handle is not None:
             handle.cancel()
@@ -339,6 +381,33 @@ class Connection(asyncio.Protocol):
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
+
+    def _close_tcp(self) -> None:
+        """Close TCP after what is buffered is written; over TLS, don't linger (see above)."""
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        transport.close()
+        if self._tls:
+            grace = TLS_CLOSE_GRACE
+            if self.close_timeout is not None:
+                grace = min(grace, self.close_timeout)
+            if self._close_timer is not None:
+                self._close_timer.cancel()
+            deadline = None if self.close_timeout is None else self.loop.time() + self.close_timeout
+            self._close_timer = self.loop.call_later(grace, self._tls_close_expired, deadline)
+
+    def _tls_close_expired(self, deadline: float | None) -> None:
+        """Drop TCP unless data is still being written to a slow reader (then wait on)."""
+        transport = self.transport
+        if self._lost or transport is None:
+            return
+        if _tls_pending(transport) and (deadline is None or self.loop.time() < deadline):
+            self._close_timer = self.loop.call_later(
+                TLS_CLOSE_GRACE, self._tls_close_expired, deadline
+            )
+            return
+        transport.abort()
 
     def _start_close_timer(self) -> None:
         """Bound the wait for the end of TCP once the closing handshake started."""
@@ -462,7 +531,7 @@ class Connection(asyncio.Protocol):
             return
         else:
             raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable")
-        self._flush()
+        self._flush(len(message))
         if self._write_paused:
             await self._drain()
 
@@ -522,7 +591,7 @@ class Connection(asyncio.Protocol):
             raise self._closed_exception()
         payload = data.encode() if isinstance(data, str) else data
         protocol.send_fragment(payload, text=text, fin=fin, compress=compress)
-        self._flush()
+        self._flush(len(payload))
         await self._drain()
 
     async def ping(self, data: str | bytes | None = None) -> float:

@@ -125,13 +125,15 @@ class ServerConnection(Connection):
             self._receive(data)
             return
         if self.request is not None:
-            return  # an async process_request hook is running; reading is paused
+            # An async process_request hook is running and reading is paused; keep any
+            # bytes that still arrive with the first frames (the handshake's trailing data).
+            self._handshake.receive_data(data)
+            return
         try:
             request = self._handshake.receive_data(data)
             if request is None:
                 return
             self.request = request
-            self._handshake.validate(request)
         except InvalidHandshake as exc:
             self._reject(exc)
             return
@@ -139,6 +141,8 @@ class ServerConnection(Connection):
         if hook is None:
             self._accept()
             return
+        # The hook runs before the upgrade is validated, so that it can answer plain HTTP
+        # requests (a health check); _accept() validates when the hook returns None.
         try:
             result = hook(self, request)
         except Exception:
@@ -159,13 +163,22 @@ class ServerConnection(Connection):
             logger.exception("process_request hook raised")
             self._send_response(self._handshake.reject(500, "internal server error\n"))
             return
+        except asyncio.CancelledError:
+            # Server shutdown gave up on the hook: drop the connection.
+            self._abort_transport()
+            raise
         finally:
             self._handler_task = None
+            if self._lost:
+                # connection_lost() left the bookkeeping to us while the hook ran.
+                self.server._connections.discard(self)
         if self._lost:
             return
-        assert self.transport is not None
-        self.transport.resume_reading()
         self._after_hook(response)
+        if self.protocol is not None and not self._lost:
+            # Resume only now: bytes read from here on reach the open connection.
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     def _after_hook(self, response: Response | None) -> None:
         if response is not None:
@@ -189,7 +202,7 @@ class ServerConnection(Connection):
         self.response = response
         if self.transport is not None and not self._lost:
             self.transport.write(serialize_response(response))
-            self.transport.close()
+            self._close_tcp()
 
     def _accept(self) -> None:
         assert self.request is not None and self.transport is not None
@@ -264,6 +277,12 @@ class Server:
         self, host: str | Sequence[str] | None, port: int | None, kwargs: dict[str, Any]
     ) -> None:
         loop = asyncio.get_running_loop()
+        timeout = self._options["open_timeout"]
+        if kwargs.get("ssl") is not None and timeout is not None:
+            # connection_made() comes after the TLS handshake, so the open timer starts
+            # only then: bound the TLS handshake by open_timeout too (asyncio's default
+            # is 60 s, during which a silent client holds a socket).
+            kwargs = {"ssl_handshake_timeout": timeout, **kwargs}
         self._server = await loop.create_server(
             lambda: ServerConnection(self), host, port, **kwargs
         )
@@ -343,9 +362,10 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
     - ``origins``: allowed Origin values (None in the list allows no Origin); others get 403.
     - ``subprotocols``: subprotocols we speak, picked in the client's order of preference.
     - ``process_request``: ``hook(connection, request)``, sync or async, called before the
-      upgrade; return a :class:`Response` (``connection.respond(401, "...")``) to answer
-      instead of upgrading, or None to continue; it may add to
-      ``connection.response_headers``.
+      upgrade, and before the request is validated as one, so that it can answer plain
+      HTTP requests (a health check); return a :class:`Response`
+      (``connection.respond(401, "...")``) to answer instead of upgrading, or None to
+      continue; it may add to ``connection.response_headers``.
     - ``compression``: ``"deflate"`` (default: permessage-deflate when the client offers
       it), None to turn it off, or a list of extension factories
       (e.g. ``[ServerPerMessageDeflateFactory(compression_level=1)]``).
