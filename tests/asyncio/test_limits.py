@@ -200,3 +200,27 @@ async def test_write_backpressure_with_unread_messages(start_server: Any) -> Non
             await asyncio.wait_for(asyncio.shield(all_sent), 1.0)
         assert 0 < progress < count
         client.writer.transport.abort()
+
+
+async def test_close_with_full_queue_is_clean(start_server: Any) -> None:
+    # The queue is full, so reading is paused; close() must still read the peer's Close
+    # and finish with a clean handshake (1000 both ways), not a timeout and 1006.
+    full = asyncio.Event()
+    closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    async def stalled(ws: websock.ServerConnection) -> None:
+        await full.wait()
+        await ws.close()
+        closed.set_result(ws.close_code)
+
+    async with start_server(stalled, max_queue=2, compression=None, close_timeout=5) as running:
+        client = await raw_client(running)
+        for _ in range(8):
+            client.send_frame(Opcode.TEXT, b"m")
+        full.set()
+        frame = await client.read_frame()
+        assert (frame.opcode, frame.close_code) == (Opcode.CLOSE, 1000)
+        client.send_frame(Opcode.CLOSE, close_payload(1000))
+        await client.read_eof(2.0)
+        assert await asyncio.wait_for(closed, 2.0) == 1000
+        await client.aclose()

@@ -48,6 +48,13 @@ def _compression_factories(
 class ClientConnection(Connection):
     """A client connection. ``response`` is the server's 101 response."""
 
+    __slots__ = (
+        "_handshake",
+        "opened",
+        "request",
+        "response",
+    )
+
     def __init__(self, handshake: ClientHandshake, options: dict[str, Any]) -> None:
         super().__init__(
             core.Role.CLIENT,

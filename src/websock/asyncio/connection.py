@@ -74,6 +74,48 @@ def _tls_pending(transport: asyncio.Transport) -> bool:
 class Connection(asyncio.Protocol):
     """State and API common to :class:`ServerConnection` and :class:`ClientConnection`."""
 
+    # Slots keep an idle connection small (a 40-attribute __dict__ costs ~1.5 KiB);
+    # "__dict__" still lets applications attach their own attributes to a connection.
+    __slots__ = (
+        "_close_timer",
+        "_corked",
+        "_drain_waiters",
+        "_flush_handle",
+        "_keepalive_payload",
+        "_keepalive_timer",
+        "_lost",
+        "_lost_exc",
+        "_messages",
+        "_pings",
+        "_queue_low",
+        "_reading_paused",
+        "_recv_waiter",
+        "_role",
+        "_send_in_progress",
+        "_terminal",
+        "_terminal_done",
+        "_terminal_timer",
+        "_tls",
+        "_write_high",
+        "_write_low",
+        "_write_paused",
+        "close_timeout",
+        "connection_lost_waiter",
+        "extensions",
+        "logger",
+        "loop",
+        "max_frame_size",
+        "max_message_size",
+        "max_queue",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "subprotocol",
+        "transport",
+        "__dict__",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         role: core.Role,
@@ -116,7 +158,8 @@ class Connection(asyncio.Protocol):
         #: The negotiated extensions.
         self.extensions: list[Extension] = []
 
-        self._messages: deque[Data] = deque()
+        # Created on the first event: an empty deque costs ~600 bytes per idle connection.
+        self._messages: deque[Data] | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._terminal: core.CloseReceived | core.ProtocolViolation | None = None
@@ -269,6 +312,8 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, events: list[core.Event]) -> None:
         messages = self._messages
+        if messages is None:
+            messages = self._messages = deque()
         for event in events:
             kind = type(event)
             if kind is str or kind is bytes:
@@ -297,6 +342,8 @@ class Connection(asyncio.Protocol):
                 and not self._reading_paused
                 and self.transport is not None
                 and not self._lost
+                and self.protocol is not None
+                and self.protocol.close_sent is None
             ):
                 self._reading_paused = True
                 self.transport.pause_reading()
@@ -463,8 +510,8 @@ class Connection(asyncio.Protocol):
         Raise :class:`ConnectionClosedOK` after a normal closing handshake,
         :class:`ConnectionClosedError` otherwise. Safe to cancel: a message is never lost.
         """
-        messages = self._messages
         while True:
+            messages = self._messages  # created lazily by _dispatch: read it each time
             if messages:
                 message = messages.popleft()
                 if self._reading_paused and len(messages) <= (self._queue_low or 0):
@@ -659,6 +706,11 @@ class Connection(asyncio.Protocol):
             self._flush()
         elif self._terminal is not None and not self._terminal_done:
             self._act_on_terminal()
+        if self._reading_paused and not self._lost and self.transport is not None:
+            # A full queue paused reading, but the peer's Close must be read to finish the
+            # handshake cleanly; what still arrives is bounded by close_timeout.
+            self._reading_paused = False
+            self.transport.resume_reading()
         if not self._lost:
             self._start_close_timer()
             await asyncio.shield(self.connection_lost_waiter)

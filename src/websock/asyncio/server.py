@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ServerExtensionFactory
@@ -72,6 +72,16 @@ class ServerConnection(Connection):
     ``response_headers`` the headers to add to our 101 response: a ``process_request`` hook
     may add to them (for example a cookie).
     """
+
+    __slots__ = (
+        "_handler_task",
+        "_handshake",
+        "_open_timer",
+        "request",
+        "response",
+        "response_headers",
+        "server",
+    )
 
     def __init__(self, server: Server) -> None:
         opts = server._options
@@ -190,6 +200,8 @@ class ServerConnection(Connection):
         self, status: int, text: str = "", headers: Mapping[str, str] | None = None
     ) -> Response:
         """Build an HTTP response for ``process_request`` to return instead of upgrading."""
+        if self.protocol is not None:
+            raise InvalidState("respond() is for process_request, before the upgrade")
         return self._handshake.reject(status, text, headers)
 
     def _reject(self, exc: InvalidHandshake) -> None:
@@ -214,17 +226,20 @@ class ServerConnection(Connection):
         if self._open_timer is not None:
             self._open_timer.cancel()
         self.response = response
-        self.subprotocol = self._handshake.subprotocol
+        handshake = self._handshake
+        # The handshake state (head buffer, parser) is no longer needed: free it.
+        del self._handshake
+        self.subprotocol = handshake.subprotocol
         self.transport.write(serialize_response(response))
         if self.server._closing:
             # The server started shutting down during the handshake.
-            self._open(self._handshake.extensions, b"")
+            self._open(handshake.extensions, b"")
             assert self.protocol is not None
             self.protocol.send_close(1001, "server shutting down")
             self._flush()
             self._start_close_timer()
             return
-        self._open(self._handshake.extensions, self._handshake.trailing)
+        self._open(handshake.extensions, handshake.trailing)
         self._handler_task = self.loop.create_task(self._run_handler())
 
     async def _run_handler(self) -> None:
