@@ -31,7 +31,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..exceptions import (
     ConcurrencyError,
@@ -225,10 +225,11 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports implement the interface without
+        # inheriting from asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         self._tls = transport.get_extra_info("ssl_object") is not None
-        transport.set_write_buffer_limits(high=self._write_high, low=self._write_low)
+        self.transport.set_write_buffer_limits(high=self._write_high, low=self._write_low)
 
     def _open(self, extensions: list[Extension], trailing: bytes) -> None:
         """Start the WebSocket phase once the opening handshake succeeded."""

@@ -1,0 +1,21 @@
+"""Suite-wide settings: the event loop under test.
+
+``WEBSOCK_TEST_LOOP=uvloop`` runs every asyncio test on uvloop instead of asyncio's own
+loop (scripts/test does one such run of the integration and interop tests), since uvloop's
+transports differ from asyncio's in ways a protocol can trip over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+if os.environ.get("WEBSOCK_TEST_LOOP") == "uvloop":
+    import uvloop
+
+    def pytest_asyncio_loop_factories(
+        config: Any, item: Any
+    ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+        return {"uvloop": uvloop.new_event_loop}
