@@ -119,6 +119,10 @@ _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _KNOWN_OPCODES = frozenset({_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
 
+# Pieces of a message at least this large are kept as separate objects until the message is
+# complete; smaller ones are packed together (see _finish_piece).
+_LARGE_PIECE = 16384
+
 # Mask keys come from os.urandom (RFC 6455 10.3 asks for a strong source) drawn in
 # batches: one system call per 1,024 frames instead of one per frame.
 _MASK_POOL_SIZE = 4096
@@ -145,7 +149,8 @@ class Connection:
         "_mask_pool",
         "_mask_pos",
         "_msg_compressed",
-        "_msg_data",
+        "_msg_parts",
+        "_msg_size",
         "_msg_opcode",
         "_msg_utf8",
         "_msg_wire_size",
@@ -221,7 +226,8 @@ class Connection:
         # The data message being reassembled (opcode -1 when none).
         self._msg_opcode = -1
         self._msg_compressed = False
-        self._msg_data = bytearray()
+        self._msg_parts: list[bytes | bytearray] = []
+        self._msg_size = 0  # decoded bytes so far
         self._msg_wire_size = 0
         self._msg_utf8: Utf8Validator | None = None
 
@@ -479,7 +485,7 @@ class Connection:
             opcode = self._frame_opcode if self._frame_first_piece else _CONT
             frame = Frame(opcode, piece, last, bool(rsv & 0x40), bool(rsv & 0x20), bool(rsv & 0x10))
             limit = self.max_message_size
-            remaining = None if limit is None else limit - len(self._msg_data)
+            remaining = None if limit is None else limit - self._msg_size
             try:
                 for ext in self._decoders:
                     frame = ext.decode(frame, max_size=remaining)
@@ -495,18 +501,26 @@ class Connection:
         if validator is not None and piece and not validator.feed(piece):
             self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
             return
-        if self._frame_left:
-            self._msg_data += piece
-            return
-        if not last:
-            self._msg_data += piece
+        if self._frame_left or not last:
+            # Large pieces are kept as they are and joined once at the end (one copy);
+            # small ones are packed into a bytearray so that a message in many tiny
+            # fragments costs no per-fragment object.
+            self._msg_size += len(piece)
+            parts = self._msg_parts
+            if len(piece) >= _LARGE_PIECE:
+                parts.append(piece)
+            elif parts and type(parts[-1]) is bytearray:
+                parts[-1] += piece
+            else:
+                parts.append(bytearray(piece))
             return
         # The message is complete.
-        data = self._msg_data
-        if data:
-            data += piece
-            payload = bytes(data)
-            self._msg_data = bytearray()
+        parts = self._msg_parts
+        if parts:
+            parts.append(piece)
+            payload = b"".join(parts)
+            self._msg_parts = []
+            self._msg_size = 0
         else:
             payload = piece if type(piece) is bytes else bytes(piece)
         opcode = self._msg_opcode
@@ -540,7 +554,8 @@ class Connection:
             return
         self._record_close_rcvd(close)
         self._discarding = True
-        self._msg_data = bytearray()  # a message cut short by the Close is dropped
+        self._msg_parts = []  # a message cut short by the Close is dropped
+        self._msg_size = 0
         self._events.append(CloseReceived(close))
 
     def _record_close_rcvd(self, close: Close) -> None:
@@ -558,7 +573,8 @@ class Connection:
         ``_frame_left`` is kept: the discard parser skips the rest of the current frame.
         """
         self._discarding = True
-        self._msg_data = bytearray()
+        self._msg_parts = []
+        self._msg_size = 0
         self._msg_opcode = -1
         self.failure = error
         self._events.append(ProtocolViolation(error))
@@ -738,7 +754,8 @@ class Connection:
         Incoming data is discarded from here on, except the peer's Close.
         """
         self._discarding = True
-        self._msg_data = bytearray()
+        self._msg_parts = []
+        self._msg_size = 0
         self._msg_opcode = -1
         if self.close_sent is None and self.state is not State.CLOSED:
             encoded = reason.encode()
