@@ -94,17 +94,21 @@ class Headers:
     or value that is not a str raises :class:`TypeError`.
     """
 
-    __slots__ = ("_items",)
+    # _keys[i] is _items[i]'s name lowercased: lookups compare without calling lower()
+    # on every field (a handshake does a dozen lookups).
+    __slots__ = ("_items", "_keys")
 
     def __init__(
         self,
         source: Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     ) -> None:
         self._items: list[tuple[str, str]] = []
+        self._keys: list[str] = []
         if source is None:
             return
         if isinstance(source, Headers):
             self._items = list(source._items)
+            self._keys = list(source._keys)
             return
         pairs: Iterable[tuple[str, str]]
         if isinstance(source, Mapping):
@@ -119,11 +123,20 @@ class Headers:
         _check_name(name)
         _check_value(name, value)
         self._items.append((name, value))
+        self._keys.append(name.lower())
+
+    def _add_parsed(self, name: str, value: str) -> None:
+        """Append a field the parser has already validated."""
+        self._items.append((name, value))
+        self._keys.append(name.lower())
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; an empty list when it is absent."""
         key = name.lower()
-        return [v for n, v in self._items if n.lower() == key]
+        keys = self._keys
+        if key not in keys:
+            return []
+        return [item[1] for k, item in zip(keys, self._items, strict=True) if k == key]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """``headers[name]`` (values joined with ``", "``), or ``default`` when absent."""
@@ -153,26 +166,27 @@ class Headers:
         key = name.lower()
         position = len(self._items)
         kept: list[tuple[str, str]] = []
-        for n, v in self._items:
-            if n.lower() == key:
+        for k, item in zip(self._keys, self._items, strict=True):
+            if k == key:
                 position = min(position, len(kept))
             else:
-                kept.append((n, v))
+                kept.append(item)
         kept.insert(position, (name, value))
         self._items = kept
+        self._keys = [n.lower() for n, _ in kept]
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        kept = [(n, v) for n, v in self._items if n.lower() != key]
-        if len(kept) == len(self._items):
+        if key not in self._keys:
             raise KeyError(name)
+        kept = [item for k, item in zip(self._keys, self._items, strict=True) if k != key]
         self._items = kept
+        self._keys = [n.lower() for n, _ in kept]
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = name.lower()
-        return any(n.lower() == key for n, _ in self._items)
+        return name.lower() in self._keys
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -189,7 +203,9 @@ class Headers:
         """Equal when both hold the same fields in the same order, names compared without case."""
         if not isinstance(other, Headers):
             return NotImplemented
-        return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
+        mine = [(k, v) for k, (_, v) in zip(self._keys, self._items, strict=True)]
+        theirs = [(k, v) for k, (_, v) in zip(other._keys, other._items, strict=True)]
+        return mine == theirs
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
@@ -366,7 +382,7 @@ class HeadReader:
             value = value.strip(b" \t")
             if _BAD_VALUE_BYTES.search(value) is not None:
                 raise _bad("invalid character in header value")
-            headers.add(name.decode("ascii"), value.decode("latin-1"))
+            headers._add_parsed(name.decode("ascii"), value.decode("latin-1"))
         return headers
 
     def parse_request(self) -> Request:
