@@ -65,6 +65,19 @@ def _size(text: str) -> int | None:
     return value
 
 
+def _seconds(text: str) -> float | None:
+    """Parse a duration in seconds; 0 (or 'none', 'off') turns the timer off."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return value or None
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "websock" / "dev-cert"
@@ -281,16 +294,16 @@ def _parser() -> argparse.ArgumentParser:
         help="received messages buffered before reading pauses (default 16)",
     )
     s.add_argument(
-        "--open-timeout", type=float, default=DEFAULT_OPEN_TIMEOUT, help="seconds (default 10)"
+        "--open-timeout", type=_seconds, default=DEFAULT_OPEN_TIMEOUT, help="seconds, 0 = off (default 10)"
     )
     s.add_argument(
-        "--close-timeout", type=float, default=DEFAULT_CLOSE_TIMEOUT, help="seconds (default 10)"
+        "--close-timeout", type=_seconds, default=DEFAULT_CLOSE_TIMEOUT, help="seconds, 0 = off (default 10)"
     )
     s.add_argument(
-        "--ping-interval", type=float, default=DEFAULT_PING_INTERVAL, help="seconds (default 20)"
+        "--ping-interval", type=_seconds, default=DEFAULT_PING_INTERVAL, help="seconds, 0 = off (default 20)"
     )
     s.add_argument(
-        "--ping-timeout", type=float, default=DEFAULT_PING_TIMEOUT, help="seconds (default 20)"
+        "--ping-timeout", type=_seconds, default=DEFAULT_PING_TIMEOUT, help="seconds, 0 = off (default 20)"
     )
     s.add_argument("--no-compression", action="store_true", help="turn permessage-deflate off")
     s.add_argument(
