@@ -294,16 +294,28 @@ def _parser() -> argparse.ArgumentParser:
         help="received messages buffered before reading pauses (default 16)",
     )
     s.add_argument(
-        "--open-timeout", type=_seconds, default=DEFAULT_OPEN_TIMEOUT, help="seconds, 0 = off (default 10)"
+        "--open-timeout",
+        type=_seconds,
+        default=DEFAULT_OPEN_TIMEOUT,
+        help="seconds, 0 = off (default 10)",
     )
     s.add_argument(
-        "--close-timeout", type=_seconds, default=DEFAULT_CLOSE_TIMEOUT, help="seconds, 0 = off (default 10)"
+        "--close-timeout",
+        type=_seconds,
+        default=DEFAULT_CLOSE_TIMEOUT,
+        help="seconds, 0 = off (default 10)",
     )
     s.add_argument(
-        "--ping-interval", type=_seconds, default=DEFAULT_PING_INTERVAL, help="seconds, 0 = off (default 20)"
+        "--ping-interval",
+        type=_seconds,
+        default=DEFAULT_PING_INTERVAL,
+        help="seconds, 0 = off (default 20)",
     )
     s.add_argument(
-        "--ping-timeout", type=_seconds, default=DEFAULT_PING_TIMEOUT, help="seconds, 0 = off (default 20)"
+        "--ping-timeout",
+        type=_seconds,
+        default=DEFAULT_PING_TIMEOUT,
+        help="seconds, 0 = off (default 20)",
     )
     s.add_argument("--no-compression", action="store_true", help="turn permessage-deflate off")
     s.add_argument(
