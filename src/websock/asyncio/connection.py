@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any, cast
 
 from ..exceptions import (
@@ -537,16 +537,15 @@ class Connection(asyncio.Protocol):
             finally:
                 self._recv_waiter = None
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    def __aiter__(self) -> Connection:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        """Yield messages until the connection closes; end quietly after a normal close."""
+    async def __anext__(self) -> Data:
+        """The next message; the iteration ends quietly after a normal close."""
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     async def send(
         self,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from sys import intern
 
 from ..exceptions import InvalidHandshake, InvalidState
 
@@ -123,12 +124,14 @@ class Headers:
         _check_name(name)
         _check_value(name, value)
         self._items.append((name, value))
-        self._keys.append(name.lower())
+        self._keys.append(intern(name.lower()))
 
     def _add_parsed(self, name: str, value: str) -> None:
         """Append a field the parser has already validated."""
-        self._items.append((name, value))
-        self._keys.append(name.lower())
+        # Interned: every connection's request repeats the same few names, and a server
+        # keeps each connection's request for its lifetime.
+        self._items.append((intern(name), value))
+        self._keys.append(intern(name.lower()))
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; an empty list when it is absent."""
@@ -173,7 +176,7 @@ class Headers:
                 kept.append(item)
         kept.insert(position, (name, value))
         self._items = kept
-        self._keys = [n.lower() for n, _ in kept]
+        self._keys = [intern(n.lower()) for n, _ in kept]
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
@@ -181,7 +184,7 @@ class Headers:
             raise KeyError(name)
         kept = [item for k, item in zip(self._keys, self._items, strict=True) if k != key]
         self._items = kept
-        self._keys = [n.lower() for n, _ in kept]
+        self._keys = [intern(n.lower()) for n, _ in kept]
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
