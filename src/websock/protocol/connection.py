@@ -119,6 +119,10 @@ _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _KNOWN_OPCODES = frozenset({_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
 
+# Above this size, masked payloads are unmasked from a memoryview of the receive buffer
+# rather than from a slice (which would copy them once more).
+_VIEW_THRESHOLD = 2048
+
 # Pieces of a message at least this large are kept as separate objects until the message is
 # complete; smaller ones are packed together (see _finish_piece).
 _LARGE_PIECE = 16384
@@ -410,9 +414,13 @@ class Connection:
                     # Fast path: a whole, unfragmented, uncompressed message in the buffer.
                     start = pos + hdr
                     pos = start + length
-                    payload = data[start:pos]
-                    if mask is not None:
-                        payload = apply_mask(payload, mask)
+                    if mask is None:
+                        payload = data[start:pos]
+                    elif length > _VIEW_THRESHOLD:
+                        # Unmask straight from the receive buffer: one copy, not two.
+                        payload = apply_mask(memoryview(data)[start:pos], mask)
+                    else:
+                        payload = apply_mask(data[start:pos], mask)
                     if opcode == _TEXT:
                         try:
                             events.append(payload.decode())
@@ -462,11 +470,13 @@ class Connection:
     def _take_payload(self, data: bytes, pos: int) -> int:
         """Consume as much of the current data frame's payload as ``data`` holds."""
         n = min(self._frame_left, len(data) - pos)
-        piece = data[pos : pos + n]
         mask = self._frame_mask
-        if mask is not None:
+        if mask is None:
+            piece = data[pos : pos + n]
+        else:
             k = self._frame_offset & 3
-            piece = apply_mask(piece, mask[k:] + mask[:k] if k else mask)
+            view = memoryview(data)[pos : pos + n] if n > _VIEW_THRESHOLD else data[pos : pos + n]
+            piece = apply_mask(view, mask[k:] + mask[:k] if k else mask)
         self._frame_left -= n
         self._frame_offset += n
         self._finish_piece(piece)
