@@ -1,0 +1,40 @@
+"""aiohttp echo server (web.WebSocketResponse)."""
+
+import asyncio
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bench_common as bc  # noqa: E402
+from aiohttp import WSMsgType, web  # noqa: E402
+
+ARGS = bc.server_args(__doc__ or "")
+
+
+async def handler(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(compress=ARGS.deflate, max_msg_size=bc.MAX_MESSAGE)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+        elif msg.type == WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+    return ws
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, ARGS.host, ARGS.port, ssl_context=bc.server_ssl(ARGS))
+    await site.start()
+    bc.ready(ARGS.port)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    bc.lifeline(ARGS.max_seconds)
+    bc.run(main, ARGS.uvloop)
