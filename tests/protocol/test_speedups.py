@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from websock.protocol import frames
-from websock.protocol.frames import apply_mask_python
+from websock.protocol.frames import apply_mask_python, masked_frame_python
 
 try:
     speedups = importlib.import_module("websock._speedups")
@@ -27,8 +27,10 @@ def test_built_in_ci() -> None:
 def test_frames_use_accelerator_unless_pure_python_forced() -> None:
     if os.environ.get("WEBSOCK_PURE_PYTHON") or speedups is None:
         assert frames.apply_mask is apply_mask_python
+        assert frames.masked_frame is masked_frame_python
     else:
         assert frames.apply_mask is speedups.apply_mask
+        assert frames.masked_frame is speedups.masked_frame
 
 
 needs_speedups = pytest.mark.skipif(speedups is None, reason="websock._speedups not built")
@@ -58,3 +60,23 @@ def test_apply_mask_rejects_bad_mask() -> None:
         speedups.apply_mask(b"abc", b"\x00\x00\x00")
     with pytest.raises(TypeError):
         speedups.apply_mask("text", b"\x00\x00\x00\x00")  # type: ignore[arg-type]
+
+
+@needs_speedups
+@given(
+    prefix=st.binary(max_size=14),
+    data=st.binary(max_size=300),
+    mask=st.binary(min_size=4, max_size=4),
+)
+def test_masked_frame_matches_python(prefix: bytes, data: bytes, mask: bytes) -> None:
+    assert speedups is not None
+    assert speedups.masked_frame(prefix, data, mask) == masked_frame_python(prefix, data, mask)
+
+
+@needs_speedups
+def test_masked_frame_rejects_bad_arguments() -> None:
+    assert speedups is not None
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.masked_frame(b"", b"abc", b"\x00")
+    with pytest.raises(TypeError):
+        speedups.masked_frame(b"", b"abc")  # type: ignore[call-arg]
