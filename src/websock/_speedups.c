@@ -11,6 +11,28 @@
 #include <stdint.h>
 #include <string.h>
 
+/* dst[i] = src[i] ^ mask[i % 4] for i < n, a machine word at a time. */
+static void
+xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *mask)
+{
+    Py_ssize_t i = 0;
+    uint32_t mask32;
+    uint64_t mask64;
+
+    memcpy(&mask32, mask, 4);
+    mask64 = ((uint64_t)mask32 << 32) | mask32;
+    /* Whole 8-byte words; memcpy keeps unaligned access well-defined. */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, src + i, 8);
+        word ^= mask64;
+        memcpy(dst + i, &word, 8);
+    }
+    for (; i < n; i++) {
+        dst[i] = src[i] ^ mask[i & 3];
+    }
+}
+
 static PyObject *
 apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -18,9 +40,7 @@ apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result;
     const unsigned char *src;
     unsigned char *dst;
-    Py_ssize_t n, i = 0;
-    uint32_t mask32;
-    uint64_t mask64;
+    Py_ssize_t n;
 
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "apply_mask() takes exactly 2 arguments (data, mask)");
@@ -44,18 +64,7 @@ apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     src = (const unsigned char *)data.buf;
     dst = (unsigned char *)PyBytes_AS_STRING(result);
-    memcpy(&mask32, mask.buf, 4);
-    mask64 = ((uint64_t)mask32 << 32) | mask32;
-    /* Whole 8-byte words; memcpy keeps unaligned access well-defined. */
-    for (; i + 8 <= n; i += 8) {
-        uint64_t word;
-        memcpy(&word, src + i, 8);
-        word ^= mask64;
-        memcpy(dst + i, &word, 8);
-    }
-    for (; i < n; i++) {
-        dst[i] = src[i] ^ ((const unsigned char *)mask.buf)[i & 3];
-    }
+    xor_mask(dst, src, n, (const unsigned char *)mask.buf);
     PyBuffer_Release(&data);
     PyBuffer_Release(&mask);
     return result;
@@ -77,9 +86,6 @@ masked_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     const unsigned char *src;
     unsigned char *dst;
-    Py_ssize_t n, i = 0;
-    uint32_t mask32;
-    uint64_t mask64;
 
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "masked_frame() takes exactly 3 arguments (prefix, data, mask)");
@@ -101,8 +107,7 @@ masked_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
         goto done;
     }
-    n = data.len;
-    result = PyBytes_FromStringAndSize(NULL, prefix.len + n);
+    result = PyBytes_FromStringAndSize(NULL, prefix.len + data.len);
     if (result == NULL) {
         goto done;
     }
@@ -110,17 +115,7 @@ masked_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     memcpy(dst, prefix.buf, prefix.len);
     dst += prefix.len;
     src = (const unsigned char *)data.buf;
-    memcpy(&mask32, mask.buf, 4);
-    mask64 = ((uint64_t)mask32 << 32) | mask32;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t word;
-        memcpy(&word, src + i, 8);
-        word ^= mask64;
-        memcpy(dst + i, &word, 8);
-    }
-    for (; i < n; i++) {
-        dst[i] = src[i] ^ ((const unsigned char *)mask.buf)[i & 3];
-    }
+    xor_mask(dst, src, data.len, (const unsigned char *)mask.buf);
 
 done:
     PyBuffer_Release(&prefix);
