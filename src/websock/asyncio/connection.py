@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
 from typing import Any, cast
@@ -43,6 +44,7 @@ from ..exceptions import (
 from ..protocol import connection as core
 from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
+from .waiter import Waiter, can_run_inline
 
 __all__ = ["Connection", "Data"]
 
@@ -59,6 +61,28 @@ _OK_CODES = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS
 TLS_CLOSE_GRACE = 1.0
 
 
+# Received bytes are read into one buffer per event loop (asyncio.BufferedProtocol), not
+# into a new bytes object per read: asyncio's default read allocates 256 KiB per call,
+# which glibc serves with mmap/munmap (its threshold is 128 KiB), so every small message
+# paid two system calls and page faults. One buffer per loop suffices because a read is
+# handled completely, synchronously, before the loop reads again, and the core keeps no
+# reference to it; per loop, not per process, because loops in other threads run
+# concurrently. Reads of up to this size are copied out at once; larger ones are parsed
+# from the buffer in place.
+RECEIVE_BUFFER_SIZE = 256 * 1024
+_COPY_READS_UP_TO = 4096
+_receive_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _receive_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
+    buffer = _receive_buffers.get(loop)
+    if buffer is None:
+        buffer = _receive_buffers[loop] = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
+    return buffer
+
+
 def _tls_pending(transport: asyncio.Transport) -> bool:
     """True while a TLS transport still has bytes to hand to the kernel.
 
@@ -71,7 +95,7 @@ def _tls_pending(transport: asyncio.Transport) -> bool:
     return below is not None and bool(below.get_write_buffer_size())
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """State and API common to :class:`ServerConnection` and :class:`ClientConnection`."""
 
     # Slots keep an idle connection small (a 40-attribute __dict__ costs ~1.5 KiB);
@@ -88,6 +112,7 @@ class Connection(asyncio.Protocol):
         "_messages",
         "_pings",
         "_queue_low",
+        "_read_buffer",
         "_reading_paused",
         "_recv_waiter",
         "_role",
@@ -150,6 +175,7 @@ class Connection(asyncio.Protocol):
         self.logger = logger
 
         self.loop = asyncio.get_running_loop()
+        self._read_buffer = _receive_buffer(self.loop)
         self.transport: asyncio.Transport | None = None
         #: The sans-I/O core; None until the opening handshake succeeds.
         self.protocol: core.Connection | None = None
@@ -160,7 +186,7 @@ class Connection(asyncio.Protocol):
 
         # Created on the first event: an empty deque costs ~600 bytes per idle connection.
         self._messages: deque[Data] | None = None
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter: Waiter | None = None
         self._reading_paused = False
         self._terminal: core.CloseReceived | core.ProtocolViolation | None = None
         self._terminal_timer: asyncio.TimerHandle | None = None
@@ -244,10 +270,21 @@ class Connection(asyncio.Protocol):
         if trailing:
             self._receive(trailing)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if nbytes > _COPY_READS_UP_TO and self.protocol is not None:
+            self._receive(self._read_buffer[:nbytes])
+        else:
+            # The opening handshake keeps what it reads: it always gets a copy.
+            self.data_received(self._read_buffer[:nbytes].tobytes())
+
     def data_received(self, data: bytes) -> None:
+        """Bytes read from the network (called by :meth:`buffer_updated`)."""
         self._receive(data)
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes | memoryview) -> None:
         protocol = self.protocol
         assert protocol is not None
         protocol.receive_data(data)
@@ -348,7 +385,9 @@ class Connection(asyncio.Protocol):
             ):
                 self._reading_paused = True
                 self.transport.pause_reading()
-            self._wake_reader()
+            # Called from a protocol callback: resume a task waiting in recv() at once, so
+            # that its answer is written in this loop iteration (see waiter.py).
+            self._wake_reader(inline=True)
 
     def _act_on_terminal(self) -> None:
         """Answer the peer's Close, or fail the connection after a violation."""
@@ -370,10 +409,10 @@ class Connection(asyncio.Protocol):
         self._start_close_timer()
         self._wake_reader()
 
-    def _wake_reader(self) -> None:
+    def _wake_reader(self, inline: bool = False) -> None:
         waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            waiter.wake(inline and can_run_inline(self.loop))
 
     # ------------------------------------------------------------------ writing
 
@@ -530,7 +569,7 @@ class Connection(asyncio.Protocol):
                     "recv() is already waiting in another coroutine; "
                     "read from one task, or share messages through a queue"
                 )
-            waiter = self.loop.create_future()
+            waiter = Waiter(self.loop)
             self._recv_waiter = waiter
             try:
                 await waiter

@@ -105,6 +105,8 @@ class ProtocolViolation:
     error: ProtocolError
 
 
+_Bytes = bytes | bytearray | memoryview
+
 Event = str | bytes | Ping | Pong | CloseReceived | ProtocolViolation
 
 #: 1 MiB: large enough for typical chat/feed/dashboard messages, small enough that a few
@@ -242,8 +244,12 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the network."""
+    def receive_data(self, data: _Bytes) -> None:
+        """Feed bytes read from the network.
+
+        ``data`` may be any bytes-like object; no reference to it is kept after the call,
+        so the caller may reuse its buffer (the asyncio layer reads into a shared one).
+        """
         if self._eof:
             raise InvalidState("receive_data() called after receive_eof()")
         if not data:
@@ -276,7 +282,7 @@ class Connection:
             self._events = []
         return events
 
-    def _parse(self, data: bytes) -> None:
+    def _parse(self, data: _Bytes) -> None:
         """Parse frames from ``data``; keep an incomplete header in ``self._buf``."""
         pos = 0
         end = len(data)
@@ -290,7 +296,7 @@ class Connection:
         is_client = self._is_client
         while pos < end:
             if end - pos < 2:
-                self._buf = data[pos:]
+                self._buf = bytes(data[pos:])
                 return
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -300,13 +306,13 @@ class Connection:
             if length == 126:
                 hdr = 4
                 if end - pos < 4:
-                    self._buf = data[pos:]
+                    self._buf = bytes(data[pos:])
                     return
                 length = int.from_bytes(data[pos + 2 : pos + 4], "big")
             elif length == 127:
                 hdr = 10
                 if end - pos < 10:
-                    self._buf = data[pos:]
+                    self._buf = bytes(data[pos:])
                     return
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 if length >> 63:
@@ -315,9 +321,9 @@ class Connection:
             masked = b1 & 0x80
             if masked:
                 if end - pos < hdr + 4:
-                    self._buf = data[pos:]
+                    self._buf = bytes(data[pos:])
                     return
-                mask: bytes | None = data[pos + hdr : pos + hdr + 4]
+                mask: bytes | None = bytes(data[pos + hdr : pos + hdr + 4])
                 hdr += 4
             else:
                 mask = None
@@ -354,11 +360,12 @@ class Connection:
                 # Control frame: small, so wait until it is complete.
                 start = pos + hdr
                 if end - start < length:
-                    self._buf = data[pos:]
+                    self._buf = bytes(data[pos:])
                     return
-                payload = data[start : start + length]
                 if mask is not None:
-                    payload = apply_mask(payload, mask)
+                    payload = apply_mask(data[start : start + length], mask)
+                else:
+                    payload = bytes(data[start : start + length])
                 pos = start + length
                 if b0 & 0x70:
                     # Only extensions can claim RSV bits; let them judge control frames.
@@ -415,7 +422,7 @@ class Connection:
                     start = pos + hdr
                     pos = start + length
                     if mask is None:
-                        payload = data[start:pos]
+                        payload = bytes(data[start:pos])
                     elif length > _VIEW_THRESHOLD:
                         # Unmask straight from the receive buffer: one copy, not two.
                         payload = apply_mask(memoryview(data)[start:pos], mask)
@@ -467,12 +474,12 @@ class Connection:
                     self._discard(data, pos)
                 return
 
-    def _take_payload(self, data: bytes, pos: int) -> int:
+    def _take_payload(self, data: _Bytes, pos: int) -> int:
         """Consume as much of the current data frame's payload as ``data`` holds."""
         n = min(self._frame_left, len(data) - pos)
         mask = self._frame_mask
         if mask is None:
-            piece = data[pos : pos + n]
+            piece = bytes(data[pos : pos + n])
         else:
             k = self._frame_offset & 3
             view = memoryview(data)[pos : pos + n] if n > _VIEW_THRESHOLD else data[pos : pos + n]
@@ -589,7 +596,7 @@ class Connection:
         self.failure = error
         self._events.append(ProtocolViolation(error))
 
-    def _discard(self, data: bytes, pos: int) -> None:
+    def _discard(self, data: _Bytes, pos: int) -> None:
         """Skim frames after a terminal event, only to notice the peer's Close.
 
         Framing may be broken after a violation, so nothing here fails: unreadable bytes
@@ -603,7 +610,7 @@ class Connection:
                 pos += n
                 continue
             if end - pos < 2:
-                self._buf = data[pos:]
+                self._buf = bytes(data[pos:])
                 return
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -616,7 +623,7 @@ class Connection:
             if b1 & 0x80:
                 hdr += 4
             if end - pos < hdr:
-                self._buf = data[pos:]
+                self._buf = bytes(data[pos:])
                 return
             if length == 126:
                 length = int.from_bytes(data[pos + 2 : pos + 4], "big")
@@ -624,11 +631,11 @@ class Connection:
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             if b0 & 0x0F == _CLOSE and length <= 125 and self.close_rcvd is None:
                 if end - pos - hdr < length:
-                    self._buf = data[pos:]
+                    self._buf = bytes(data[pos:])
                     return
-                payload = data[pos + hdr : pos + hdr + length]
+                payload = bytes(data[pos + hdr : pos + hdr + length])
                 if b1 & 0x80:
-                    payload = apply_mask(payload, data[pos + hdr - 4 : pos + hdr])
+                    payload = apply_mask(payload, bytes(data[pos + hdr - 4 : pos + hdr]))
                 try:
                     close = Close.parse(payload)
                 except ProtocolError as exc:
