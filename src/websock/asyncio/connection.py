@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 import weakref
 from collections import deque
@@ -83,6 +84,35 @@ def _receive_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
     return buffer
 
 
+# Before Python 3.12, asyncio's writelines() joins its arguments (a copy of every payload);
+# from 3.12 it hands them to one sendmsg() call. uvloop never copies.
+_WRITELINES_JOINS = sys.version_info < (3, 12)
+# Chunks at least this large are written on their own rather than copied into a join.
+_LARGE_WRITE = 262144
+
+
+def _write_chunks(transport: asyncio.Transport, out: list[bytes]) -> None:
+    """Write ``out`` in order, copying no large chunk where writelines() would."""
+    if len(out) == 1:
+        transport.write(out[0])
+        return
+    if not _WRITELINES_JOINS:
+        transport.writelines(out)
+        return
+    # Runs of small chunks joined, large chunks written as they are.
+    small: list[bytes] = []
+    for chunk in out:
+        if len(chunk) >= _LARGE_WRITE:
+            if small:
+                transport.write(small[0] if len(small) == 1 else b"".join(small))
+                small = []
+            transport.write(chunk)
+        else:
+            small.append(chunk)
+    if small:
+        transport.write(small[0] if len(small) == 1 else b"".join(small))
+
+
 def _tls_pending(transport: asyncio.Transport) -> bool:
     """True while a TLS transport still has bytes to hand to the kernel.
 
@@ -113,6 +143,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pings",
         "_queue_low",
         "_read_buffer",
+        "_reading_direct",
         "_reading_paused",
         "_recv_waiter",
         "_role",
@@ -188,6 +219,7 @@ class Connection(asyncio.BufferedProtocol):
         self._messages: deque[Data] | None = None
         self._recv_waiter: Waiter | None = None
         self._reading_paused = False
+        self._reading_direct = False  # get_buffer() returned the core's receive_buffer()
         self._terminal: core.CloseReceived | core.ProtocolViolation | None = None
         self._terminal_timer: asyncio.TimerHandle | None = None
         self._terminal_done = False
@@ -271,10 +303,23 @@ class Connection(asyncio.BufferedProtocol):
             self._receive(trailing)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        protocol = self.protocol
+        if protocol is not None:
+            # The rest of a large message goes straight into its own bytes object.
+            direct = protocol.receive_buffer()
+            if direct is not None:
+                self._reading_direct = True
+                return direct
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        if nbytes > _COPY_READS_UP_TO and self.protocol is not None:
+        protocol = self.protocol
+        if self._reading_direct:
+            self._reading_direct = False
+            assert protocol is not None
+            protocol.buffer_received(nbytes)
+            self._process_events(protocol)
+        elif nbytes > _COPY_READS_UP_TO and protocol is not None:
             self._receive(self._read_buffer[:nbytes])
         else:
             # The opening handshake keeps what it reads: it always gets a copy.
@@ -288,6 +333,9 @@ class Connection(asyncio.BufferedProtocol):
         protocol = self.protocol
         assert protocol is not None
         protocol.receive_data(data)
+        self._process_events(protocol)
+
+    def _process_events(self, protocol: core.Connection) -> None:
         events = protocol.events_received()
         if events:
             self._dispatch(events)
@@ -424,13 +472,10 @@ class Connection(asyncio.BufferedProtocol):
             if not chunk:
                 # End of the closing handshake on the server: write what precedes, close TCP.
                 if i:
-                    transport.writelines(out[:i])
+                    _write_chunks(transport, out[:i])
                 self._close_tcp()
                 return
-        if len(out) == 1:
-            transport.write(out[0])
-        else:
-            transport.writelines(out)
+        _write_chunks(transport, out)
 
     def _flush(self, size: int = 0) -> None:
         """Write what the core has queued, coalescing writes while more input is pending.

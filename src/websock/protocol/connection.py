@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from . import frames
 from .close import Close, CloseCode
 from .extensions.base import Extension
 from .frames import Frame, Opcode, apply_mask, serialize_frame
@@ -125,6 +126,13 @@ _KNOWN_OPCODES = frozenset({_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
 # rather than from a slice (which would copy them once more).
 _VIEW_THRESHOLD = 2048
 
+# A message in one uncompressed frame at least this large is received straight into the
+# bytes object delivered to the application (see receive_buffer): one copy fewer.
+_DIRECT_MIN = 65536
+
+# Unmasked payloads at least this large are queued apart from their header (see _send_data).
+_SEPARATE_PAYLOAD = 262144
+
 # Pieces of a message at least this large are kept as separate objects until the message is
 # complete; smaller ones are packed together (see _finish_piece).
 _LARGE_PIECE = 16384
@@ -141,6 +149,9 @@ class Connection:
     __slots__ = (
         "_buf",
         "_decoders",
+        "_direct_buffer",
+        "_direct_pos",
+        "_direct_view",
         "_discarding",
         "_eof",
         "_events",
@@ -236,6 +247,10 @@ class Connection:
         self._msg_size = 0  # decoded bytes so far
         self._msg_wire_size = 0
         self._msg_utf8: Utf8Validator | None = None
+        # A large single-frame message received into its final buffer (see _DIRECT_MIN).
+        self._direct_buffer: bytes | bytearray | None = None
+        self._direct_view: memoryview | None = None
+        self._direct_pos = 0
 
         # Send side.
         self._out: list[bytes] = []
@@ -262,12 +277,67 @@ class Connection:
         else:
             self._parse(data)
 
+    def receive_buffer(self) -> memoryview | None:
+        """A writable buffer for the rest of the large message being received, or None.
+
+        An I/O layer that can read into a buffer (``recv_into``) should ask before each
+        read: while a large message sent in one frame arrives, this is the part of the
+        message's own bytes object still to fill, exactly as long as the bytes missing, and
+        reading into it spares a copy. Report what was read with :meth:`buffer_received`;
+        otherwise feed :meth:`receive_data` as usual.
+        """
+        view = self._direct_view
+        if view is None or self._discarding:
+            return None
+        return view[self._direct_pos :]
+
+    def buffer_received(self, nbytes: int) -> None:
+        """``nbytes`` were read into the start of the buffer :meth:`receive_buffer` gave."""
+        view = self._direct_view
+        if view is None or self._discarding or self._eof:
+            raise InvalidState("buffer_received() without a receive_buffer() to fill")
+        if not 0 <= nbytes <= self._frame_left:
+            raise ValueError(f"{nbytes} bytes do not fit the {self._frame_left} expected")
+        pos = self._direct_pos
+        target = view[pos : pos + nbytes]
+        mask = self._frame_mask
+        if mask is not None:
+            frames.mask_inplace(target, mask, self._frame_offset)
+        self._direct_pos = pos + nbytes
+        self._frame_left -= nbytes
+        self._frame_offset += nbytes
+        self._direct_received(target)
+
+    def _direct_received(self, target: memoryview) -> None:
+        """Bytes of a direct message arrived in ``target``; finish it once complete."""
+        validator = self._msg_utf8
+        if validator is not None and not validator.feed(target):
+            self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
+            return
+        if self._frame_left:
+            return
+        buffer = self._direct_buffer
+        assert buffer is not None
+        self._direct_buffer = self._direct_view = None
+        payload = buffer if type(buffer) is bytes else bytes(buffer)
+        opcode = self._msg_opcode
+        self._msg_opcode = -1
+        self._msg_utf8 = None
+        if opcode == _TEXT:
+            if validator is not None and not validator.complete():
+                self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
+                return
+            self._events.append(payload.decode())
+        else:
+            self._events.append(payload)
+
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""
         if self._eof:
             return
         self._eof = True
         self._buf = b""
+        self._direct_buffer = self._direct_view = None
         if self.state is State.CLOSED:
             return
         if not self._discarding and self.close_rcvd is None:
@@ -442,6 +512,14 @@ class Connection:
                 self._msg_compressed = compressed
                 self._msg_wire_size = 0
                 self._msg_utf8 = Utf8Validator() if opcode == _TEXT else None
+                if (
+                    fin
+                    and not compressed
+                    and length >= _DIRECT_MIN
+                    and (limit is None or length <= limit)
+                ):
+                    self._direct_buffer, self._direct_view = frames.message_buffer(length)
+                    self._direct_pos = 0
             # An uncompressed message is refused from the frame header, before its payload
             # is buffered. A compressed one is streamed through the inflater, whose output
             # is bounded while inflating (_finish_piece): its wire size needs no bound,
@@ -478,6 +556,18 @@ class Connection:
         """Consume as much of the current data frame's payload as ``data`` holds."""
         n = min(self._frame_left, len(data) - pos)
         mask = self._frame_mask
+        direct = self._direct_view
+        if direct is not None:
+            start = self._direct_pos
+            target = direct[start : start + n]
+            target[:] = data[pos : pos + n]
+            if mask is not None:
+                frames.mask_inplace(target, mask, self._frame_offset)
+            self._direct_pos = start + n
+            self._frame_left -= n
+            self._frame_offset += n
+            self._direct_received(target)
+            return pos + n
         if mask is None:
             piece = bytes(data[pos : pos + n])
         else:
@@ -593,6 +683,7 @@ class Connection:
         self._msg_parts = []
         self._msg_size = 0
         self._msg_opcode = -1
+        self._direct_buffer = self._direct_view = None
         self.failure = error
         self._events.append(ProtocolViolation(error))
 
@@ -666,14 +757,20 @@ class Connection:
             raise InvalidState(f"cannot send: connection is {self.state.name}")
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool) -> None:
+        rsv = 0
         if self.extensions and compress:
             frame = Frame(opcode, payload, fin)
             for ext in self.extensions:
                 frame = ext.encode(frame)
             rsv = (frame.rsv1 and 0x40) | (frame.rsv2 and 0x20) | (frame.rsv3 and 0x10)
-            self._out.append(self._frame_bytes(frame.opcode, frame.payload, frame.fin, rsv))
+            opcode, payload, fin = frame.opcode, frame.payload, frame.fin
+        if len(payload) >= _SEPARATE_PAYLOAD and not self._is_client:
+            # Header and payload as two items: no copy of a large payload to prepend 2-10
+            # bytes (the I/O layer writes them with one gathering write where it can).
+            self._out.append(frames.frame_header(opcode, len(payload), fin=fin, rsv=rsv))
+            self._out.append(payload)
         else:
-            self._out.append(self._frame_bytes(opcode, payload, fin))
+            self._out.append(self._frame_bytes(opcode, payload, fin, rsv))
 
     def send_text(self, data: str | bytes, *, compress: bool = True) -> None:
         """Queue a text message (``bytes`` must already be UTF-8)."""
@@ -774,6 +871,7 @@ class Connection:
         self._msg_parts = []
         self._msg_size = 0
         self._msg_opcode = -1
+        self._direct_buffer = self._direct_view = None
         if self.close_sent is None and self.state is not State.CLOSED:
             encoded = reason.encode()
             if len(encoded) > 123:
