@@ -118,7 +118,12 @@ class ConnectionClosed(WebSocketError):
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
-        super().__init__(self._describe())
+        # The message is built when shown, not here: every connection's end raises one,
+        # and most are caught without being looked at. The arguments also make it pickle.
+        super().__init__(rcvd, sent, rcvd_then_sent)
+
+    def __str__(self) -> str:
+        return self._describe()
 
     def _describe(self) -> str:
         if self.rcvd is None and self.sent is None:

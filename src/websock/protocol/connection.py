@@ -678,7 +678,11 @@ class Connection:
         """Stop parsing; report the violation after the events that preceded it.
 
         ``_frame_left`` is kept: the discard parser skips the rest of the current frame.
+        An error caught from a parser arrives with a traceback, whose frames hold the data
+        being parsed (maybe the caller's reusable buffer): it is dropped, as the error is
+        the peer's, not ours.
         """
+        error.__traceback__ = None
         self._discarding = True
         self._msg_parts = []
         self._msg_size = 0

@@ -273,7 +273,7 @@ def _reason(status: int) -> str:
 
 def _merge(headers: Headers, extra: HeadersLike | None) -> None:
     """Add ``extra`` to ``headers``; a name in ``extra`` replaces fields of the same name."""
-    if extra is None:
+    if extra is None or isinstance(extra, Headers) and not extra._items:
         return
     extra = Headers(extra)
     for name in extra:
@@ -320,6 +320,8 @@ class ServerHandshake:
         self.origins = None if origins is None else list(origins)
         self.subprotocols = list(subprotocols or ())
         self.extension_factories = list(extensions)
+        if server_header is not None:
+            Headers().add("Server", server_header)  # ValueError now, not per connection
         self.server_header = server_header
         self._reader = HeadReader(max_size=max_size, max_headers=max_headers, kind="request")
         self.request: Request | None = None
@@ -432,9 +434,10 @@ class ServerHandshake:
                         break
 
         response_headers = Headers()
-        response_headers.add("Upgrade", "websocket")
-        response_headers.add("Connection", "Upgrade")
-        response_headers.add("Sec-WebSocket-Accept", accept_key(key))
+        # Constant or base64 values, and a Server value checked in __init__: no checks.
+        response_headers._add_parsed("Upgrade", "websocket")
+        response_headers._add_parsed("Connection", "Upgrade")
+        response_headers._add_parsed("Sec-WebSocket-Accept", accept_key(key))
         if subprotocol is not None:
             response_headers.add("Sec-WebSocket-Protocol", subprotocol)
         if response_params:
@@ -442,7 +445,7 @@ class ServerHandshake:
                 "Sec-WebSocket-Extensions", build_extension_header(response_params)
             )
         if self.server_header is not None:
-            response_headers.add("Server", self.server_header)
+            response_headers._add_parsed("Server", self.server_header)
         _merge(response_headers, extra_headers)
 
         self.subprotocol = subprotocol

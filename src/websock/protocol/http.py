@@ -137,8 +137,11 @@ class Headers:
         """Every value of ``name`` in order; an empty list when it is absent."""
         key = name.lower()
         keys = self._keys
-        if key not in keys:
+        count = keys.count(key)
+        if count == 0:
             return []
+        if count == 1:  # the usual case: two scans in C, no Python loop
+            return [self._items[keys.index(key)][1]]
         return [item[1] for k, item in zip(keys, self._items, strict=True) if k == key]
 
     def get(self, name: str, default: str | None = None) -> str | None:
