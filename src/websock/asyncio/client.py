@@ -18,6 +18,7 @@ from ..protocol.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
 from ..protocol.uri import parse_uri
+from . import transports
 from .connection import Connection
 from .server import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -205,8 +206,8 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         else:
             kwargs["host"] = self._host or uri.host
             kwargs["port"] = self._port or uri.port
-        _, connection = await loop.create_connection(
-            lambda: ClientConnection(handshake, self._options), **kwargs
+        _, connection = await transports.create_connection(
+            loop, lambda: ClientConnection(handshake, self._options), **kwargs
         )
         try:
             await connection.opened

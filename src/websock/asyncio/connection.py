@@ -314,16 +314,21 @@ class Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
+        if protocol is None:
+            # The opening handshake keeps what it reads: it gets a copy.
+            self.data_received(self._read_buffer[:nbytes].tobytes())
+            return
         if self._reading_direct:
             self._reading_direct = False
-            assert protocol is not None
             protocol.buffer_received(nbytes)
-            self._process_events(protocol)
-        elif nbytes > _COPY_READS_UP_TO and protocol is not None:
-            self._receive(self._read_buffer[:nbytes])
+        elif nbytes > _COPY_READS_UP_TO:
+            protocol.receive_data(self._read_buffer[:nbytes])
         else:
-            # The opening handshake keeps what it reads: it always gets a copy.
-            self.data_received(self._read_buffer[:nbytes].tobytes())
+            protocol.receive_data(self._read_buffer[:nbytes].tobytes())
+        events = protocol.events_received()
+        if events:
+            self._dispatch(events)
+        self._flush()
 
     def data_received(self, data: bytes) -> None:
         """Bytes read from the network (called by :meth:`buffer_updated`)."""
@@ -608,6 +613,11 @@ class Connection(asyncio.BufferedProtocol):
                 # Every message that preceded the Close or violation has been consumed.
                 self._act_on_terminal()
             if self._no_more_messages():
+                if not self._lost:
+                    # Raise once the closing handshake is over (or close_timeout ran out),
+                    # so that the exception tells how it ended: the peer's Close, if any,
+                    # is still on its way when we fail the connection or answer it.
+                    await asyncio.shield(self.connection_lost_waiter)
                 raise self._closed_exception()
             if self._recv_waiter is not None:
                 raise ConcurrencyError(
@@ -626,6 +636,11 @@ class Connection(asyncio.BufferedProtocol):
 
     async def __anext__(self) -> Data:
         """The next message; the iteration ends quietly after a normal close."""
+        messages = self._messages
+        if messages and not self._reading_paused:
+            # recv()'s first step, inlined: a message is waiting (the common case in a
+            # busy echo or request/response loop).
+            return messages.popleft()
         try:
             return await self.recv()
         except ConnectionClosedOK:

@@ -25,6 +25,7 @@ from ..protocol.http import (
     Response,
     serialize_response,
 )
+from . import transports
 from .connection import Connection
 
 __all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
@@ -308,8 +309,8 @@ class Server:
             # only then: bound the TLS handshake by open_timeout too (asyncio's default
             # is 60 s, during which a silent client holds a socket).
             kwargs = {"ssl_handshake_timeout": timeout, **kwargs}
-        self._server = await loop.create_server(
-            lambda: ServerConnection(self), host, port, **kwargs
+        self._server = await transports.create_server(
+            loop, lambda: ServerConnection(self), host, port, **kwargs
         )
 
     def close(self, code: int = 1001, reason: str = "server shutting down") -> None:

@@ -73,15 +73,20 @@ class Waiter:
     def cancelled(self) -> bool:
         return self._state == _CANCELLED
 
+    def _cancelled_error(self) -> asyncio.CancelledError:
+        # As asyncio.Future does: no args at all when there is no message.
+        message = self._cancel_message
+        return asyncio.CancelledError() if message is None else asyncio.CancelledError(message)
+
     def result(self) -> None:
         if self._state == _CANCELLED:
-            raise asyncio.CancelledError(self._cancel_message)
+            raise self._cancelled_error()
         if self._state == _PENDING:
             raise asyncio.InvalidStateError("result is not ready")
 
     def exception(self) -> BaseException | None:
         if self._state == _CANCELLED:
-            raise asyncio.CancelledError(self._cancel_message)
+            raise self._cancelled_error()
         if self._state == _PENDING:
             raise asyncio.InvalidStateError("exception is not set")
         return None

@@ -142,6 +142,21 @@ _LARGE_PIECE = 16384
 _MASK_POOL_SIZE = 4096
 
 
+def _drop_tracebacks(error: BaseException) -> None:
+    """Clear the traceback of ``error`` and of every exception chained to it."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        for chained in (exc.__cause__, exc.__context__):
+            if chained is not None:
+                pending.append(chained)
+
+
 class Connection:
     """One WebSocket connection after the opening handshake (RFC 6455 sections 5-7)."""
 
@@ -269,6 +284,8 @@ class Connection:
             raise InvalidState("receive_data() called after receive_eof()")
         if not data:
             return
+        if type(data) is memoryview and data.itemsize != 1:
+            data = data.cast("B")  # index bytes, not wider items
         if self._buf:
             data = self._buf + data
             self._buf = b""
@@ -682,7 +699,7 @@ class Connection:
         being parsed (maybe the caller's reusable buffer): it is dropped, as the error is
         the peer's, not ours.
         """
-        error.__traceback__ = None
+        _drop_tracebacks(error)
         self._discarding = True
         self._msg_parts = []
         self._msg_size = 0
@@ -761,6 +778,11 @@ class Connection:
             raise InvalidState(f"cannot send: connection is {self.state.name}")
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool) -> None:
+        n = len(payload)
+        if n < 126 and not self._is_client and not (self.extensions and compress):
+            # The most frequent frame: a small unmasked one, its 2-byte header built inline.
+            self._out.append(bytes(((0x80 if fin else 0) | opcode, n)) + payload)
+            return
         rsv = 0
         if self.extensions and compress:
             frame = Frame(opcode, payload, fin)
@@ -789,7 +811,7 @@ class Connection:
         self._check_can_send()
         if self._sending_fragmented:
             raise InvalidState("cannot send a message while a fragmented message is in progress")
-        self._send_data(_BINARY, bytes(data), True, compress)
+        self._send_data(_BINARY, data if type(data) is bytes else bytes(data), True, compress)
 
     def send_fragment(
         self,
