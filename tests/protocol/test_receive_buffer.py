@@ -21,6 +21,7 @@ into a server-role core, unmasked frames into a client-role core.
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -624,3 +625,27 @@ def test_violation_keeps_no_view(make: Callable[[], Connection], frame: bytes) -
     events = conn.events_received()
     assert isinstance(events[-1], ProtocolViolation)
     assert conn.close_rcvd is not None
+
+
+def test_huge_frame_header_reserves_nothing_up_front() -> None:
+    """A header announcing 2**62 bytes (no limit set) is not allocated at once: the
+    payload is received piece by piece like any other, and nothing raises."""
+    conn = Connection(Role.SERVER, max_message_size=None)
+    header = struct.pack("!BBQ", 0x82, 0x80 | 127, 1 << 62) + MASK
+    conn.receive_data(header + b"x")
+    assert conn.events_received() == []
+    assert conn.receive_buffer() is None
+
+
+def test_violation_leaves_the_callers_exception_alone() -> None:
+    """A bad Close parsed while the caller handles its own exception: the caller's
+    traceback is intact, and the ProtocolError carries no chain into the parser."""
+    conn = Connection(Role.SERVER)
+    bad_close = serialize_frame(CLOSE, struct.pack("!H", 999), mask=MASK)
+    try:
+        raise KeyError("the caller's own error")
+    except KeyError as mine:
+        conn.receive_data(bad_close)
+        assert mine.__traceback__ is not None
+    assert conn.failure is not None and conn.failure.close_code == 1002
+    assert conn.failure.__traceback__ is None and conn.failure.__context__ is None

@@ -310,6 +310,9 @@ class Connection(asyncio.BufferedProtocol):
             if direct is not None:
                 self._reading_direct = True
                 return direct
+        # Reset here, not only in buffer_updated(): transports may ask for a buffer and
+        # then read nothing (a partial TLS record, EAGAIN).
+        self._reading_direct = False
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -613,10 +616,11 @@ class Connection(asyncio.BufferedProtocol):
                 # Every message that preceded the Close or violation has been consumed.
                 self._act_on_terminal()
             if self._no_more_messages():
-                if not self._lost:
+                if not self._lost and self._close_timer is not None:
                     # Raise once the closing handshake is over (or close_timeout ran out),
                     # so that the exception tells how it ended: the peer's Close, if any,
-                    # is still on its way when we fail the connection or answer it.
+                    # is still on its way when we fail the connection or answer it. Only
+                    # while a close timer bounds the wait (close_timeout=None: at once).
                     await asyncio.shield(self.connection_lost_waiter)
                 raise self._closed_exception()
             if self._recv_waiter is not None:

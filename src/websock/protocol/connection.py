@@ -129,6 +129,12 @@ _VIEW_THRESHOLD = 2048
 # A message in one uncompressed frame at least this large is received straight into the
 # bytes object delivered to the application (see receive_buffer): one copy fewer.
 _DIRECT_MIN = 65536
+# ... and at most this large: a bound on what one frame header can make us reserve.
+_DIRECT_MAX = 64 * 1024 * 1024
+# Only with the C accelerator, whose buffer is the final bytes object and is not written
+# before data arrives: the fallback's bytearray would be zero-filled (resident memory for
+# a header alone) and copied into bytes at the end anyway, so it gains nothing.
+_DIRECT_AVAILABLE = frames.message_buffer is not frames.message_buffer_python
 
 # Unmasked payloads at least this large are queued apart from their header (see _send_data).
 _SEPARATE_PAYLOAD = 262144
@@ -143,18 +149,17 @@ _MASK_POOL_SIZE = 4096
 
 
 def _drop_tracebacks(error: BaseException) -> None:
-    """Clear the traceback of ``error`` and of every exception chained to it."""
-    pending: list[BaseException] = [error]
-    seen: set[int] = set()
-    while pending:
-        exc = pending.pop()
-        if id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        for chained in (exc.__cause__, exc.__context__):
-            if chained is not None:
-                pending.append(chained)
+    """Detach ``error`` from its traceback and from the exceptions chained to it.
+
+    Their tracebacks hold the parser's frames, whose locals include the caller's (maybe
+    reused) buffer. The chain is cut rather than cleared: its far end may be an exception
+    the caller is handling, whose traceback is the caller's business. The ProtocolError's
+    own message says what the peer did wrong.
+    """
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
 
 
 class Connection:
@@ -294,6 +299,21 @@ class Connection:
         else:
             self._parse(data)
 
+    def _start_direct(self, length: int) -> None:
+        """Allocate the bytes object of a large message whose header just arrived.
+
+        The C allocation is not touched until data arrives (the kernel maps pages as they
+        are written), so a peer announcing a large message without sending it costs
+        address space, not memory; _DIRECT_MAX bounds even that. If the allocation fails,
+        the message is received piece by piece as any other.
+        """
+        try:
+            self._direct_buffer, self._direct_view = frames.message_buffer(length)
+        except MemoryError:
+            self._direct_buffer = self._direct_view = None
+            return
+        self._direct_pos = 0
+
     def receive_buffer(self) -> memoryview | None:
         """A writable buffer for the rest of the large message being received, or None.
 
@@ -311,7 +331,12 @@ class Connection:
     def buffer_received(self, nbytes: int) -> None:
         """``nbytes`` were read into the start of the buffer :meth:`receive_buffer` gave."""
         view = self._direct_view
-        if view is None or self._discarding or self._eof:
+        if view is None and self._discarding and not self._eof:
+            # The connection failed between receive_buffer() and this call: the bytes are
+            # the rest of a frame being discarded, read into a buffer dropped since.
+            self._frame_left -= min(nbytes, self._frame_left)
+            return
+        if view is None or self._eof:
             raise InvalidState("buffer_received() without a receive_buffer() to fill")
         if not 0 <= nbytes <= self._frame_left:
             raise ValueError(f"{nbytes} bytes do not fit the {self._frame_left} expected")
@@ -532,11 +557,11 @@ class Connection:
                 if (
                     fin
                     and not compressed
-                    and length >= _DIRECT_MIN
+                    and _DIRECT_MIN <= length <= _DIRECT_MAX
                     and (limit is None or length <= limit)
+                    and _DIRECT_AVAILABLE
                 ):
-                    self._direct_buffer, self._direct_view = frames.message_buffer(length)
-                    self._direct_pos = 0
+                    self._start_direct(length)
             # An uncompressed message is refused from the frame header, before its payload
             # is buffered. A compressed one is streamed through the inflater, whose output
             # is bounded while inflating (_finish_piece): its wire size needs no bound,
