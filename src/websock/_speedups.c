@@ -42,46 +42,46 @@ xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsig
     }
 }
 
+/* Copy the 4-byte mask out of `obj` into `out`; -1 with an exception set otherwise. */
+static int
+get_mask(PyObject *obj, unsigned char out[4])
+{
+    Py_buffer mask;
+
+    if (PyObject_GetBuffer(obj, &mask, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (mask.len != 4) {
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
+        return -1;
+    }
+    memcpy(out, mask.buf, 4);
+    PyBuffer_Release(&mask);
+    return 0;
+}
+
 static PyObject *
 apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer data, mask;
+    Py_buffer data;
+    unsigned char mask[4];
     PyObject *result;
-    const unsigned char *src;
-    unsigned char *dst;
-    Py_ssize_t n;
 
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "apply_mask() takes exactly 2 arguments (data, mask)");
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+    if (get_mask(args[1], mask) < 0 || PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[1], &mask, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
+    result = PyBytes_FromStringAndSize(NULL, data.len);
+    if (result != NULL) {
+        xor_mask((unsigned char *)PyBytes_AS_STRING(result), (const unsigned char *)data.buf,
+                 data.len, mask);
     }
-    if (mask.len != 4) {
-        PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
-        goto error;
-    }
-    n = data.len;
-    result = PyBytes_FromStringAndSize(NULL, n);
-    if (result == NULL) {
-        goto error;
-    }
-    src = (const unsigned char *)data.buf;
-    dst = (unsigned char *)PyBytes_AS_STRING(result);
-    xor_mask(dst, src, n, (const unsigned char *)mask.buf);
     PyBuffer_Release(&data);
-    PyBuffer_Release(&mask);
     return result;
-
-error:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&mask);
-    return NULL;
 }
 
 /*
@@ -91,54 +91,39 @@ error:
 static PyObject *
 masked_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer prefix, data, mask;
-    PyObject *result = NULL;
-    const unsigned char *src;
+    Py_buffer prefix, data;
+    unsigned char mask[4];
+    PyObject *result;
     unsigned char *dst;
 
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "masked_frame() takes exactly 3 arguments (prefix, data, mask)");
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &prefix, PyBUF_SIMPLE) < 0) {
+    if (get_mask(args[2], mask) < 0 || PyObject_GetBuffer(args[0], &prefix, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
         PyBuffer_Release(&prefix);
         return NULL;
     }
-    if (PyObject_GetBuffer(args[2], &mask, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&prefix);
-        PyBuffer_Release(&data);
-        return NULL;
-    }
-    if (mask.len != 4) {
-        PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
-        goto done;
-    }
     result = PyBytes_FromStringAndSize(NULL, prefix.len + data.len);
-    if (result == NULL) {
-        goto done;
+    if (result != NULL) {
+        dst = (unsigned char *)PyBytes_AS_STRING(result);
+        memcpy(dst, prefix.buf, prefix.len);
+        xor_mask(dst + prefix.len, (const unsigned char *)data.buf, data.len, mask);
     }
-    dst = (unsigned char *)PyBytes_AS_STRING(result);
-    memcpy(dst, prefix.buf, prefix.len);
-    dst += prefix.len;
-    src = (const unsigned char *)data.buf;
-    xor_mask(dst, src, data.len, (const unsigned char *)mask.buf);
-
-done:
     PyBuffer_Release(&prefix);
     PyBuffer_Release(&data);
-    PyBuffer_Release(&mask);
     return result;
 }
 
 static PyObject *
 mask_inplace(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer data, mask;
+    Py_buffer data;
     Py_ssize_t offset;
-    unsigned char rotated[4];
+    unsigned char mask[4], rotated[4];
     int i;
 
     if (nargs != 3) {
@@ -149,25 +134,14 @@ mask_inplace(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (offset == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_WRITABLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[1], &mask, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
-    if (mask.len != 4) {
-        PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&mask);
+    if (get_mask(args[1], mask) < 0 || PyObject_GetBuffer(args[0], &data, PyBUF_WRITABLE) < 0) {
         return NULL;
     }
     for (i = 0; i < 4; i++) {
-        rotated[i] = ((const unsigned char *)mask.buf)[(offset + i) & 3];
+        rotated[i] = mask[(offset + i) & 3];
     }
     xor_mask((unsigned char *)data.buf, (const unsigned char *)data.buf, data.len, rotated);
     PyBuffer_Release(&data);
-    PyBuffer_Release(&mask);
     Py_RETURN_NONE;
 }
 

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+from wire import deflate, wire_frames
 
 from websock.exceptions import InvalidState, PayloadTooBig, ProtocolError
 from websock.protocol.close import Close
@@ -28,7 +29,6 @@ from websock.protocol.connection import (
     State,
 )
 from websock.protocol.extensions.base import Extension
-from websock.protocol.extensions.permessage_deflate import PerMessageDeflate
 from websock.protocol.frames import Frame, Opcode, apply_mask, serialize_frame
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
@@ -38,15 +38,6 @@ ROLES = [Role.SERVER, Role.CLIENT]
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def deflate() -> PerMessageDeflate:
-    return PerMessageDeflate(
-        remote_no_context_takeover=False,
-        local_no_context_takeover=False,
-        remote_max_window_bits=15,
-        local_max_window_bits=15,
-    )
 
 
 def frame_to(
@@ -107,29 +98,7 @@ def assert_violation(events: list[Event], code: int) -> ProtocolError:
 
 def parse_frames(data: bytes) -> list[tuple[int, int, bool, bytes | None, bytes]]:
     """Split bytes we sent into (first byte, opcode, masked, mask, unmasked payload)."""
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        length = b1 & 0x7F
-        pos += 2
-        if length == 126:
-            length = int.from_bytes(data[pos : pos + 2], "big")
-            pos += 2
-        elif length == 127:
-            length = int.from_bytes(data[pos : pos + 8], "big")
-            pos += 8
-        mask = None
-        if b1 & 0x80:
-            mask = data[pos : pos + 4]
-            pos += 4
-        payload = data[pos : pos + length]
-        assert len(payload) == length, "truncated frame"
-        pos += length
-        if mask is not None:
-            payload = apply_mask(payload, mask)
-        frames.append((b0, b0 & 0x0F, bool(b1 & 0x80), mask, payload))
-    return frames
+    return [(f.first, f.opcode, f.masked, f.mask, f.payload) for f in wire_frames(data)]
 
 
 def state(conn: Connection) -> State:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import norm, wire_frames
 
 from websock.protocol.close import Close
 from websock.protocol.connection import (
@@ -33,7 +34,7 @@ from websock.protocol.connection import (
     Role,
 )
 from websock.protocol.extensions.permessage_deflate import PerMessageDeflate
-from websock.protocol.frames import apply_mask, serialize_frame
+from websock.protocol.frames import serialize_frame
 
 MASK = b"\x37\xfa\x21\x3d"
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,41 +83,10 @@ deflate_configs = st.builds(
 )
 
 
-def norm(events: list[Event]) -> list[object]:
-    """Events in a comparable form (exceptions compare by identity)."""
-    out: list[object] = []
-    for event in events:
-        if isinstance(event, ProtocolViolation):
-            error = event.error
-            out.append(("violation", type(error).__name__, error.close_code, str(error)))
-        else:
-            out.append(event)
-    return out
-
-
-def unmasked_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """(first byte, unmasked payload) of the frames we wrote (client masks are random)."""
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        length = b1 & 0x7F
-        assert length < 126, "only control frames are written here"
-        pos += 2
-        mask = None
-        if b1 & 0x80:
-            mask = data[pos : pos + 4]
-            pos += 4
-        payload = data[pos : pos + length]
-        pos += length
-        frames.append((b0, apply_mask(payload, mask) if mask else payload))
-    return frames
-
-
 def replies(conn: Connection) -> list[tuple[int, bytes]]:
     out = conn.data_to_send()
     assert b"" not in out
-    return unmasked_frames(b"".join(out))
+    return [(f.first, f.payload) for f in wire_frames(b"".join(out))]
 
 
 def run(conn: Connection, chunks: list[bytes]) -> tuple[list[object], list[tuple[int, bytes]]]:

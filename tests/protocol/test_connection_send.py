@@ -4,11 +4,11 @@ fragmentation, Pong replies)."""
 from __future__ import annotations
 
 import pytest
+from wire import WireFrame, deflate, wire_frames
 
 from websock.exceptions import InvalidState
 from websock.protocol.connection import Connection, Ping, Role, State
-from websock.protocol.extensions.permessage_deflate import PerMessageDeflate
-from websock.protocol.frames import Opcode, apply_mask, serialize_frame
+from websock.protocol.frames import Opcode, serialize_frame
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -16,62 +16,14 @@ MASK = b"\x37\xfa\x21\x3d"
 ROLES = [Role.SERVER, Role.CLIENT]
 
 
-def deflate(threshold: int = 0) -> PerMessageDeflate:
-    return PerMessageDeflate(
-        remote_no_context_takeover=False,
-        local_no_context_takeover=False,
-        remote_max_window_bits=15,
-        local_max_window_bits=15,
-        compress_threshold=threshold,
-    )
-
-
 def frame_to(role: Role, opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
     return serialize_frame(opcode, payload, fin=fin, mask=MASK if role is Role.SERVER else None)
 
 
-class Wire:
-    """One frame as we sent it."""
-
-    def __init__(self, b0: int, masked: bool, mask: bytes | None, payload: bytes) -> None:
-        self.fin = bool(b0 & 0x80)
-        self.rsv = b0 & 0x70
-        self.opcode = b0 & 0x0F
-        self.masked = masked
-        self.mask = mask
-        self.payload = payload
-
-
-def frames_of(data: bytes) -> list[Wire]:
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        length = b1 & 0x7F
-        pos += 2
-        if length == 126:
-            length = int.from_bytes(data[pos : pos + 2], "big")
-            pos += 2
-        elif length == 127:
-            length = int.from_bytes(data[pos : pos + 8], "big")
-            pos += 8
-        mask = None
-        if b1 & 0x80:
-            mask = data[pos : pos + 4]
-            pos += 4
-        payload = data[pos : pos + length]
-        assert len(payload) == length
-        pos += length
-        if mask is not None:
-            payload = apply_mask(payload, mask)
-        frames.append(Wire(b0, mask is not None, mask, payload))
-    return frames
-
-
-def sent_frames(conn: Connection) -> list[Wire]:
+def sent_frames(conn: Connection) -> list[WireFrame]:
     out = conn.data_to_send()
     assert b"" not in out[:-1]
-    return frames_of(b"".join(out))
+    return wire_frames(b"".join(out))
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -126,7 +78,7 @@ def test_client_masked_lengths(length: int) -> None:
     conn.send_binary(payload)
     (data,) = conn.data_to_send()
     assert data[1] & 0x80
-    frames = frames_of(data)
+    frames = wire_frames(data)
     assert frames[0].payload == payload
 
 
@@ -134,7 +86,7 @@ def test_client_masks_come_from_pool_and_refill() -> None:
     conn = Connection(Role.CLIENT)
     for _ in range(1500):  # more than one pool of 1,024 keys
         conn.send_binary(b"abcd")
-    frames = frames_of(b"".join(conn.data_to_send()))
+    frames = wire_frames(b"".join(conn.data_to_send()))
     assert len(frames) == 1500
     assert all(f.payload == b"abcd" and f.masked for f in frames)
     assert len({f.mask for f in frames}) > 1400
@@ -231,7 +183,7 @@ class TestDeflateSend:
         conn.send_fragment(b"ment", compress=True, fin=True)  # the first call decides
         conn.send_text("compressed")
         out = conn.data_to_send()
-        frames = frames_of(b"".join(out))
+        frames = wire_frames(b"".join(out))
         assert [(f.rsv, f.payload) for f in frames[:4]] == [
             (0, b"plain text"),
             (0, b"plain binary"),
@@ -333,6 +285,6 @@ def test_send_while_closing_after_close_received(role: Role) -> None:
     conn.send_text("last words")
     conn.reply_to_close()
     out = conn.data_to_send()
-    frames = frames_of(b"".join(out))
+    frames = wire_frames(b"".join(out))
     assert [f.opcode for f in frames] == [TEXT, CLOSE]
     assert (out[-1] == b"") == (role is Role.SERVER)

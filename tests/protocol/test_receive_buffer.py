@@ -29,6 +29,7 @@ from typing import NamedTuple
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import deflate, norm, wire_frames
 
 from websock.protocol.close import Close
 from websock.protocol.connection import (
@@ -41,8 +42,7 @@ from websock.protocol.connection import (
     ProtocolViolation,
     Role,
 )
-from websock.protocol.extensions.permessage_deflate import PerMessageDeflate
-from websock.protocol.frames import Opcode, apply_mask, serialize_frame
+from websock.protocol.frames import Opcode, serialize_frame
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 CLOSE, PING, PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
@@ -101,51 +101,21 @@ class Outcome:
     failure: tuple[str, int, str] | None
 
 
-def norm(events: list[Event]) -> list[object]:
-    out: list[object] = []
+def checked_norm(events: list[Event]) -> list[object]:
+    """norm(), after checking that data left the core as objects of its own, never views."""
     for event in events:
-        # Data leaves the core as immutable objects of its own, never as views.
         if isinstance(event, Ping | Pong):
             assert type(event.payload) is bytes, event
         else:
             assert type(event) in (str, bytes, CloseReceived, ProtocolViolation), event
-        if isinstance(event, ProtocolViolation):
-            error = event.error
-            out.append(("violation", type(error).__name__, error.close_code, str(error)))
-        else:
-            out.append(event)
-    return out
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """(first byte, unmasked payload) of each frame the core wrote."""
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        length = b1 & 0x7F
-        pos += 2
-        if length == 126:
-            length = int.from_bytes(data[pos : pos + 2], "big")
-            pos += 2
-        elif length == 127:
-            length = int.from_bytes(data[pos : pos + 8], "big")
-            pos += 8
-        mask = None
-        if b1 & 0x80:
-            mask = data[pos : pos + 4]
-            pos += 4
-        payload = data[pos : pos + length]
-        pos += length
-        frames.append((b0, apply_mask(payload, mask) if mask else payload))
-    return frames
+    return norm(events)
 
 
 def outcome(conn: Connection) -> Outcome:
     failure = conn.failure
     return Outcome(
-        events=norm(conn.events_received()),
-        replies=parse_frames(b"".join(conn.data_to_send())),
+        events=checked_norm(conn.events_received()),
+        replies=[(f.first, f.payload) for f in wire_frames(b"".join(conn.data_to_send()))],
         state=conn.state,
         close_rcvd=conn.close_rcvd,
         failure=None
@@ -319,15 +289,6 @@ def test_valid_stream_from_reused_buffer(data: st.DataObject, role: Role) -> Non
     assert reference.replies == [(0x8A, payload) for payload in pings]
     closes = [event.close for event in expected if isinstance(event, CloseReceived)]
     assert reference.close_rcvd == (closes[0] if closes else None)
-
-
-def deflate() -> PerMessageDeflate:
-    return PerMessageDeflate(
-        remote_no_context_takeover=False,
-        local_no_context_takeover=False,
-        remote_max_window_bits=15,
-        local_max_window_bits=15,
-    )
 
 
 @SETTINGS

@@ -328,10 +328,7 @@ class Connection(asyncio.BufferedProtocol):
             protocol.receive_data(self._read_buffer[:nbytes])
         else:
             protocol.receive_data(self._read_buffer[:nbytes].tobytes())
-        events = protocol.events_received()
-        if events:
-            self._dispatch(events)
-        self._flush()
+        self._process_events(protocol)
 
     def data_received(self, data: bytes) -> None:
         """Bytes read from the network (called by :meth:`buffer_updated`)."""

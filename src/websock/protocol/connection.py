@@ -170,7 +170,6 @@ class Connection:
         "_buf",
         "_decoders",
         "_direct_buffer",
-        "_direct_pos",
         "_direct_view",
         "_discarding",
         "_eof",
@@ -269,8 +268,7 @@ class Connection:
         self._msg_utf8: Utf8Validator | None = None
         # A large single-frame message received into its final buffer (see _DIRECT_MIN).
         self._direct_buffer: bytes | bytearray | None = None
-        self._direct_view: memoryview | None = None
-        self._direct_pos = 0
+        self._direct_view: memoryview | None = None  # filled up to len - _frame_left
 
         # Send side.
         self._out: list[bytes] = []
@@ -311,8 +309,6 @@ class Connection:
             self._direct_buffer, self._direct_view = frames.message_buffer(length)
         except MemoryError:
             self._direct_buffer = self._direct_view = None
-            return
-        self._direct_pos = 0
 
     def receive_buffer(self) -> memoryview | None:
         """A writable buffer for the rest of the large message being received, or None.
@@ -326,7 +322,7 @@ class Connection:
         view = self._direct_view
         if view is None or self._discarding:
             return None
-        return view[self._direct_pos :]
+        return view[len(view) - self._frame_left :]
 
     def buffer_received(self, nbytes: int) -> None:
         """``nbytes`` were read into the start of the buffer :meth:`receive_buffer` gave."""
@@ -340,12 +336,11 @@ class Connection:
             raise InvalidState("buffer_received() without a receive_buffer() to fill")
         if not 0 <= nbytes <= self._frame_left:
             raise ValueError(f"{nbytes} bytes do not fit the {self._frame_left} expected")
-        pos = self._direct_pos
+        pos = len(view) - self._frame_left
         target = view[pos : pos + nbytes]
         mask = self._frame_mask
         if mask is not None:
             frames.mask_inplace(target, mask, self._frame_offset)
-        self._direct_pos = pos + nbytes
         self._frame_left -= nbytes
         self._frame_offset += nbytes
         self._direct_received(target)
@@ -600,12 +595,11 @@ class Connection:
         mask = self._frame_mask
         direct = self._direct_view
         if direct is not None:
-            start = self._direct_pos
+            start = len(direct) - self._frame_left
             target = direct[start : start + n]
             target[:] = data[pos : pos + n]
             if mask is not None:
                 frames.mask_inplace(target, mask, self._frame_offset)
-            self._direct_pos = start + n
             self._frame_left -= n
             self._frame_offset += n
             self._direct_received(target)
