@@ -21,6 +21,22 @@ Ordering rules that the conformance suite and real users depend on:
   handshake) must not depend on whether EOF came in the same read.
 - Writes are corked while received messages wait unread (see ``_flush``), but never beyond
   the write buffer's high-water mark, so backpressure holds in that case too.
+
+Flow control, so that no peer can make us buffer without bound:
+
+- The receive queue is bounded in messages and in bytes (``max_queue``). The core is given
+  the queue's free space before each read (``set_receive_room``) and stops parsing when it is
+  used up, holding the rest of the read; reading then pauses until the application has
+  consumed the queue down to its low-water mark. Compressed messages are therefore inflated
+  no faster than they are consumed.
+- While the write buffer is above its high-water mark, the core coalesces the Pongs it owes
+  (one pending Pong at most), and reading pauses unless the application itself waits in
+  ``send()``: a peer that sends and never reads is not read either, but two peers that both
+  send bulk data and read in another task cannot deadlock each other.
+- When the server ends TCP (after the closing handshake, after failing the connection, after
+  an HTTP error response) it half-closes: FIN after the bytes still buffered, then it reads
+  and drops whatever the peer still sends until the peer's EOF or ``CLOSE_GRACE``. So the
+  peer receives our Close (or response) and our FIN, never a reset caused by unread data.
 """
 
 from __future__ import annotations
@@ -32,7 +48,7 @@ import sys
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping, Set
 from typing import Any, cast
 
 from ..exceptions import (
@@ -47,11 +63,16 @@ from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
 from .waiter import Waiter, can_run_inline
 
-__all__ = ["Connection", "Data"]
+__all__ = ["Connection", "Data", "DEFAULT_MAX_QUEUE_BYTES", "CLOSE_GRACE", "TLS_CLOSE_GRACE"]
 
 Data = str | bytes
 
 _OK_CODES = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD)
+
+#: The byte bound of the receive queue when ``max_queue`` gives only a message count: 1 MiB,
+#: the default message size limit, so that a connection whose application stalls holds at
+#: most about 2 MiB of received messages (the queue plus the last message delivered).
+DEFAULT_MAX_QUEUE_BYTES = 1 << 20
 
 # Over TLS, asyncio's transport.close() sends close_notify and closes TCP only when the peer
 # answers with its own (or after ssl_shutdown_timeout, 30 s). Peers that answer do so within a
@@ -60,6 +81,10 @@ _OK_CODES = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS
 # most close_timeout) before dropping TCP, and a peer that ignores close_notify still sees
 # the server end TCP promptly, as RFC 6455 7.1.1 asks.
 TLS_CLOSE_GRACE = 1.0
+# Over plain TCP the server half-closes and then drains what the peer still sends (see the
+# module docstring), for at most this long (and at most close_timeout): a well-behaved peer
+# closes its side within a round trip of our FIN.
+CLOSE_GRACE = 1.0
 
 
 # Received bytes are read into one buffer per event loop (asyncio.BufferedProtocol), not
@@ -133,6 +158,9 @@ class Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "_close_timer",
         "_corked",
+        "_data_seen",
+        "_draining",
+        "_drop_overflow",
         "_drain_waiters",
         "_flush_handle",
         "_keepalive_payload",
@@ -142,9 +170,13 @@ class Connection(asyncio.BufferedProtocol):
         "_messages",
         "_pings",
         "_queue_low",
+        "_queue_low_bytes",
+        "_queue_max_bytes",
+        "_queued_bytes",
         "_read_buffer",
         "_reading_direct",
         "_reading_paused",
+        "_reading_paused_write",
         "_recv_waiter",
         "_role",
         "_send_in_progress",
@@ -160,6 +192,7 @@ class Connection(asyncio.BufferedProtocol):
         "extensions",
         "logger",
         "loop",
+        "max_fragments",
         "max_frame_size",
         "max_message_size",
         "max_queue",
@@ -179,21 +212,35 @@ class Connection(asyncio.BufferedProtocol):
         # Limits
         max_message_size: int | None,
         max_frame_size: int | None,
-        max_queue: int | None,
+        max_queue: int | tuple[int | None, int | None] | None,
         write_limit: int | tuple[int, int | None],
         # Timeouts
         close_timeout: float | None,
         ping_interval: float | None,
         ping_timeout: float | None,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        max_fragments: int | None = core.DEFAULT_MAX_FRAGMENTS,
     ) -> None:
-        if max_queue is not None and max_queue < 1:
-            raise ValueError("max_queue must be >= 1 or None")
+        if max_queue is None:
+            queue_messages, queue_bytes = None, None
+        elif isinstance(max_queue, int):
+            queue_messages, queue_bytes = max_queue, DEFAULT_MAX_QUEUE_BYTES
+        else:
+            queue_messages, queue_bytes = max_queue
+        if queue_messages is not None and queue_messages < 1:
+            raise ValueError("max_queue must be >= 1 message, or None")
+        if queue_bytes is not None and queue_bytes < 1:
+            raise ValueError("the byte bound of max_queue must be >= 1, or None")
         self._role = role
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
-        self.max_queue = max_queue
-        self._queue_low = None if max_queue is None else max(1, max_queue // 4)
+        self.max_fragments = max_fragments
+        #: Bound on received messages waiting for recv() (None: no bound).
+        self.max_queue = queue_messages
+        self._queue_low = None if queue_messages is None else max(1, queue_messages // 4)
+        self._queue_max_bytes = queue_bytes
+        self._queue_low_bytes = None if queue_bytes is None else queue_bytes // 4
+        self._queued_bytes = 0
         if isinstance(write_limit, int):
             self._write_high, self._write_low = write_limit, write_limit // 4
         else:
@@ -218,7 +265,11 @@ class Connection(asyncio.BufferedProtocol):
         # Created on the first event: an empty deque costs ~600 bytes per idle connection.
         self._messages: deque[Data] | None = None
         self._recv_waiter: Waiter | None = None
-        self._reading_paused = False
+        self._reading_paused = False  # by the receive queue (or input the core holds)
+        self._reading_paused_write = False  # by the write buffer (see pause_writing)
+        self._draining = False  # TCP half-closed by us: input is dropped until EOF
+        self._drop_overflow = False  # close() called: messages beyond a full queue are dropped
+        self._data_seen = False  # bytes arrived since the last keepalive ping
         self._reading_direct = False  # get_buffer() returned the core's receive_buffer()
         self._terminal: core.CloseReceived | core.ProtocolViolation | None = None
         self._terminal_timer: asyncio.TimerHandle | None = None
@@ -297,7 +348,10 @@ class Connection(asyncio.BufferedProtocol):
             extensions=extensions,
             max_message_size=self.max_message_size,
             max_frame_size=self.max_frame_size,
+            max_fragments=self.max_fragments,
         )
+        if self._write_paused:
+            self.protocol.pause_writing()
         self._schedule_keepalive()
         if trailing:
             self._receive(trailing)
@@ -316,38 +370,128 @@ class Connection(asyncio.BufferedProtocol):
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._draining:
+            return  # TCP is ending: drop what the peer still sends
         protocol = self.protocol
         if protocol is None:
             # The opening handshake keeps what it reads: it gets a copy.
             self.data_received(self._read_buffer[:nbytes].tobytes())
             return
-        if self._reading_direct:
-            self._reading_direct = False
-            protocol.buffer_received(nbytes)
-        elif nbytes > _COPY_READS_UP_TO:
-            protocol.receive_data(self._read_buffer[:nbytes])
-        else:
-            protocol.receive_data(self._read_buffer[:nbytes].tobytes())
-        self._process_events(protocol)
+        self._data_seen = True
+        try:
+            self._set_room(protocol)
+            if self._reading_direct:
+                self._reading_direct = False
+                protocol.buffer_received(nbytes)
+            elif nbytes > _COPY_READS_UP_TO:
+                protocol.receive_data(self._read_buffer[:nbytes])
+            else:
+                protocol.receive_data(self._read_buffer[:nbytes].tobytes())
+            self._process_events(protocol)
+        except Exception as exc:
+            self._internal_error(exc)
 
     def data_received(self, data: bytes) -> None:
         """Bytes read from the network (called by :meth:`buffer_updated`)."""
+        if self._draining:
+            return
         self._receive(data)
 
     def _receive(self, data: bytes | memoryview) -> None:
         protocol = self.protocol
         assert protocol is not None
-        protocol.receive_data(data)
-        self._process_events(protocol)
+        self._data_seen = True
+        try:
+            self._set_room(protocol)
+            protocol.receive_data(data)
+            self._process_events(protocol)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _set_room(self, protocol: core.Connection) -> None:
+        """Tell the core how much the receive queue can still take (see set_receive_room)."""
+        messages = self._messages
+        if messages is None:
+            if self.max_queue is not None or self._queue_max_bytes is not None:
+                protocol.set_receive_room(self.max_queue, self._queue_max_bytes)
+            return
+        max_queue = self.max_queue
+        max_bytes = self._queue_max_bytes
+        room = None if max_queue is None else max_queue - len(messages)
+        room_bytes = None if max_bytes is None else max_bytes - self._queued_bytes
+        if self._drop_overflow:
+            # One message at a time at least: what does not fit is dropped (see close()).
+            room = None if room is None else max(room, 1)
+            room_bytes = None if room_bytes is None else max(room_bytes, 1)
+        protocol.set_receive_room(room, room_bytes)
 
     def _process_events(self, protocol: core.Connection) -> None:
-        events = protocol.events_received()
-        if events:
-            self._dispatch(events)
+        while True:
+            events = protocol.events_received()
+            if events:
+                self._dispatch(events)
+            if not protocol.receiving_held:
+                break
+            if not self._queue_has_room():
+                # The queue is full and the core keeps the rest of the input: stop reading
+                # until the application catches up (recv() gives room again).
+                if not self._reading_paused:
+                    self._reading_paused = True
+                    self._apply_reading()
+                break
+            # The application consumed messages meanwhile (or close() drops the overflow).
+            self._set_room(protocol)
         self._flush()
 
+    def _queue_has_room(self) -> bool:
+        return self._drop_overflow or self._queue_has_room_ignoring_close()
+
+    def _queue_has_room_ignoring_close(self) -> bool:
+        messages = self._messages
+        n = 0 if messages is None else len(messages)
+        return (self.max_queue is None or n < self.max_queue) and (
+            self._queue_max_bytes is None or self._queued_bytes < self._queue_max_bytes
+        )
+
+    def _queue_below_low(self) -> bool:
+        messages = self._messages
+        n = 0 if messages is None else len(messages)
+        return (self._queue_low is None or n <= self._queue_low) and (
+            self._queue_low_bytes is None or self._queued_bytes <= self._queue_low_bytes
+        )
+
+    def _resume_receiving(self) -> None:
+        """The queue drained to its low-water mark: parse held input, then read again."""
+        self._reading_paused = False
+        protocol = self.protocol
+        if protocol is not None and protocol.receiving_held:
+            try:
+                self._set_room(protocol)
+                self._process_events(protocol)  # may pause again
+            except Exception as exc:
+                self._internal_error(exc)
+        self._apply_reading()
+
+    def _internal_error(self, exc: Exception) -> None:
+        """A bug in websock (an unexpected exception while handling input): Close 1011.
+
+        The details go to the log, not on the wire. The core may be in an inconsistent
+        state, so if even failing raises, the transport is dropped.
+        """
+        self.logger.error("internal error while processing input: closing with 1011", exc_info=exc)
+        protocol = self.protocol
+        try:
+            assert protocol is not None
+            protocol.fail(CloseCode.INTERNAL_ERROR)
+            self._terminal_done = True
+            self._flush_now()
+        except Exception:
+            self._abort_transport()
+        self._start_close_timer()
+        self._wake_reader()
+
     def eof_received(self) -> bool | None:
-        if self.protocol is not None:
+        if self.protocol is not None and not self._draining:
             if self._terminal is not None and not self._terminal_done:
                 # The peer's Close (or violation) waits behind unread messages, but the
                 # transport closes now: answer it while we still can, so that the
@@ -391,13 +535,37 @@ class Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.protocol is not None:
+            self.protocol.pause_writing()  # coalesce the Pongs we owe
+        if not self._drain_waiters and not self._draining:
+            # Stop reading from a peer that does not read (module docstring); a send()
+            # that starts waiting resumes reading (see _drain).
+            self._reading_paused_write = True
+            self._apply_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.protocol is not None:
+            self.protocol.resume_writing()
+            self._flush_now()  # the Pong still owed, if any
+        if self._reading_paused_write:
+            self._reading_paused_write = False
+            self._apply_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _apply_reading(self) -> None:
+        """Pause or resume the transport's reading as the two reasons to pause say."""
+        transport = self.transport
+        if transport is None or self._lost or transport.is_closing():
+            return
+        if (self._reading_paused or self._reading_paused_write) and not self._draining:
+            if transport.is_reading():
+                transport.pause_reading()
+        elif not transport.is_reading():
+            transport.resume_reading()
 
     # ------------------------------------------------------------------ events
 
@@ -405,10 +573,14 @@ class Connection(asyncio.BufferedProtocol):
         messages = self._messages
         if messages is None:
             messages = self._messages = deque()
+        drop_overflow = self._drop_overflow
         for event in events:
             kind = type(event)
             if kind is str or kind is bytes:
+                if drop_overflow and not self._queue_has_room_ignoring_close():
+                    continue  # close() was called and the queue is full (see close())
                 messages.append(event)  # type: ignore[arg-type]
+                self._queued_bytes += len(event)  # type: ignore[arg-type]
             elif kind is core.Pong:
                 self._pong_received(event.payload)  # type: ignore[union-attr]
             elif kind is core.Ping:
@@ -426,18 +598,6 @@ class Connection(asyncio.BufferedProtocol):
                     else:
                         self._act_on_terminal()
         if messages:
-            max_queue = self.max_queue
-            if (
-                max_queue is not None
-                and len(messages) >= max_queue
-                and not self._reading_paused
-                and self.transport is not None
-                and not self._lost
-                and self.protocol is not None
-                and self.protocol.close_sent is None
-            ):
-                self._reading_paused = True
-                self.transport.pause_reading()
             # Called from a protocol callback: resume a task waiting in recv() at once, so
             # that its answer is written in this loop iteration (see waiter.py).
             self._wake_reader(inline=True)
@@ -471,7 +631,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _write(self, out: list[bytes]) -> None:
         transport = self.transport
-        if transport is None or self._lost:
+        if transport is None or self._lost or transport.is_closing():
+            # After a reset the transport is closing before connection_lost() runs: writes
+            # would only be logged by asyncio ("socket.send() raised exception").
             return
         for i, chunk in enumerate(out):
             if not chunk:
@@ -517,31 +679,56 @@ class Connection(asyncio.BufferedProtocol):
         if self._write_paused and not self._lost:
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
+            if self._reading_paused_write:
+                # The application waits to send: keep reading, so that two peers that
+                # both send cannot deadlock (module docstring). Pongs stay coalesced.
+                self._reading_paused_write = False
+                self._apply_reading()
             await waiter
 
-    def _close_tcp(self) -> None:
-        """Close TCP after what is buffered is written; over TLS, don't linger (see above)."""
-        transport = self.transport
-        if transport is None or self._lost:
-            return
-        transport.close()
-        if self._tls:
-            grace = TLS_CLOSE_GRACE
-            if self.close_timeout is not None:
-                grace = min(grace, self.close_timeout)
-            if self._close_timer is not None:
-                self._close_timer.cancel()
-            deadline = None if self.close_timeout is None else self.loop.time() + self.close_timeout
-            self._close_timer = self.loop.call_later(grace, self._tls_close_expired, deadline)
+    def _close_tcp(self, peer_dead: bool = False) -> None:
+        """End TCP after what is buffered is written, without lingering (module docstring).
 
-    def _tls_close_expired(self, deadline: float | None) -> None:
+        Plain TCP: FIN now (after the buffered bytes), then read and drop until the peer's
+        EOF. TLS: close_notify (the TLS layer reads on for the peer's). Either way the
+        transport is dropped after ``CLOSE_GRACE`` (at most close_timeout), or later while
+        a slow reader is still being written to, up to close_timeout; at once after the
+        grace when the peer is known to be dead (keepalive).
+        """
+        transport = self.transport
+        if transport is None or self._lost or self._draining:
+            return
+        self._draining = True
+        if not self._tls and transport.can_write_eof():
+            transport.write_eof()
+            # Drain: whatever the peer still sends is read and dropped (buffer_updated), so
+            # that closing never leaves unread data that would make the kernel send RST.
+            self._reading_paused = self._reading_paused_write = False
+            if not transport.is_reading():
+                transport.resume_reading()
+        else:
+            transport.close()
+        grace = TLS_CLOSE_GRACE if self._tls else CLOSE_GRACE
+        now = self.loop.time()
+        if self.close_timeout is not None:
+            grace = min(grace, self.close_timeout)
+        if peer_dead:
+            deadline: float | None = now + grace
+        else:
+            deadline = None if self.close_timeout is None else now + self.close_timeout
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._close_timer = self.loop.call_later(grace, self._close_expired, deadline)
+
+    def _close_expired(self, deadline: float | None) -> None:
         """Drop TCP unless data is still being written to a slow reader (then wait on)."""
         transport = self.transport
         if self._lost or transport is None:
             return
-        if _tls_pending(transport) and (deadline is None or self.loop.time() < deadline):
+        pending = _tls_pending(transport) if self._tls else transport.get_write_buffer_size() > 0
+        if pending and (deadline is None or self.loop.time() < deadline):
             self._close_timer = self.loop.call_later(
-                TLS_CLOSE_GRACE, self._tls_close_expired, deadline
+                CLOSE_GRACE, self._close_expired, deadline
             )
             return
         transport.abort()
@@ -571,6 +758,15 @@ class Connection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ public API
 
+    def _transport_gone(self) -> bool:
+        """True once the transport is closing although we sent no Close: the peer reset it.
+
+        asyncio closes a transport whose write failed at once, but calls connection_lost()
+        only at the next loop iteration: writes in between would be logged as errors.
+        """
+        transport = self.transport
+        return transport is not None and transport.is_closing() and not self._draining
+
     def _closed_exception(self) -> ConnectionClosed:
         protocol = self.protocol
         if protocol is None:
@@ -592,7 +788,10 @@ class Connection(asyncio.BufferedProtocol):
 
     def _no_more_messages(self) -> bool:
         """True when recv() can never return another message."""
-        return self._lost or self._terminal_done
+        if self._terminal_done:
+            return True
+        # After connection loss, input held for lack of room may still hold messages.
+        return self._lost and not (self.protocol is not None and self.protocol.receiving_held)
 
     async def recv(self) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
@@ -604,11 +803,16 @@ class Connection(asyncio.BufferedProtocol):
             messages = self._messages  # created lazily by _dispatch: read it each time
             if messages:
                 message = messages.popleft()
-                if self._reading_paused and len(messages) <= (self._queue_low or 0):
-                    self._reading_paused = False
-                    if not self._lost and self.transport is not None:
-                        self.transport.resume_reading()
+                self._queued_bytes -= len(message)
+                if self._reading_paused and self._queue_below_low():
+                    self._resume_receiving()
                 return message
+            protocol = self.protocol
+            if protocol is not None and protocol.receiving_held:
+                # Empty queue, held input (the connection may even be lost): parse it.
+                self._resume_receiving()
+                if self._messages:
+                    continue
             if self._terminal is not None and not self._terminal_done:
                 # Every message that preceded the Close or violation has been consumed.
                 self._act_on_terminal()
@@ -641,7 +845,9 @@ class Connection(asyncio.BufferedProtocol):
         if messages and not self._reading_paused:
             # recv()'s first step, inlined: a message is waiting (the common case in a
             # busy echo or request/response loop).
-            return messages.popleft()
+            message = messages.popleft()
+            self._queued_bytes -= len(message)
+            return message
         try:
             return await self.recv()
         except ConnectionClosedOK:
@@ -667,17 +873,27 @@ class Connection(asyncio.BufferedProtocol):
         while self._send_in_progress is not None:
             # A fragmented message is being sent: wait so frames don't interleave.
             await asyncio.shield(self._send_in_progress)
-        if self._lost or protocol.close_sent is not None:
+        if self._lost or protocol.close_sent is not None or self._transport_gone():
             raise self._closed_exception()
         if isinstance(message, str):
             protocol.send_text(message, compress=compress)
         elif isinstance(message, (bytes, bytearray, memoryview)):
             protocol.send_binary(message, compress=compress)
-        elif isinstance(message, AsyncIterable) or isinstance(message, Iterable):
-            await self._send_fragments(message, compress)
-            return
+        elif isinstance(message, (Mapping, Set)) or not isinstance(
+            message, (AsyncIterable, Iterable)
+        ):
+            # A dict or a set iterates over its keys in no meaningful order: sending them as
+            # fragments is never what was meant.
+            raise TypeError(
+                f"cannot send {type(message).__name__}: a message is str (text), bytes-like "
+                "(binary), or an iterable / async iterable of str or bytes (fragments); "
+                "serialize other objects first (e.g. json.dumps)"
+            )
         else:
-            raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable")
+            await self._send_fragments(
+                cast("Iterable[Data] | AsyncIterable[Data]", message), compress
+            )
+            return
         self._flush(len(message))
         if self._write_paused:
             await self._drain()
@@ -734,7 +950,7 @@ class Connection(asyncio.BufferedProtocol):
     async def _send_fragment(self, data: Data, text: bool, fin: bool, compress: bool) -> None:
         protocol = self.protocol
         assert protocol is not None
-        if self._lost or protocol.close_sent is not None:
+        if self._lost or protocol.close_sent is not None or self._transport_gone():
             raise self._closed_exception()
         payload = data.encode() if isinstance(data, str) else data
         protocol.send_fragment(payload, text=text, fin=fin, compress=compress)
@@ -806,11 +1022,13 @@ class Connection(asyncio.BufferedProtocol):
             self._flush()
         elif self._terminal is not None and not self._terminal_done:
             self._act_on_terminal()
-        if self._reading_paused and not self._lost and self.transport is not None:
-            # A full queue paused reading, but the peer's Close must be read to finish the
-            # handshake cleanly; what still arrives is bounded by close_timeout.
-            self._reading_paused = False
-            self.transport.resume_reading()
+        if not self._drop_overflow:
+            # The peer's Close must be read to finish the handshake, even behind a full
+            # queue: from now on messages that do not fit the queue are dropped (they are
+            # still parsed one at a time, so memory stays bounded) instead of pausing.
+            self._drop_overflow = True
+            if self._reading_paused and not self._lost:
+                self._resume_receiving()
         if not self._lost:
             self._start_close_timer()
             await asyncio.shield(self.connection_lost_waiter)
@@ -833,6 +1051,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         payload = os.urandom(4)
         self._keepalive_payload = payload
+        self._data_seen = False
         protocol.send_ping(payload)
         self._flush()
         if self.ping_timeout is not None:
@@ -842,11 +1061,18 @@ class Connection(asyncio.BufferedProtocol):
         protocol = self.protocol
         if protocol is None or self._lost or self._keepalive_payload is None:
             return
+        if self._data_seen:
+            # Any byte received proves the peer alive: its Pong may simply be queued behind
+            # a large frame it is still sending.
+            self._keepalive_payload = None
+            self._schedule_keepalive()
+            return
         self.logger.info(
             "no pong within %ss of a keepalive ping: closing with 1011", self.ping_timeout
         )
         protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._terminal_done = True
-        self._flush()
-        self._start_close_timer()
+        self._flush_now()
+        # The peer is gone: don't wait close_timeout for a Close that will not come.
+        self._close_tcp(peer_dead=True)
         self._wake_reader()

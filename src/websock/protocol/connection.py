@@ -11,6 +11,10 @@ The I/O contract (every I/O layer drives a :class:`Connection` the same way):
   to write, in order. An empty ``bytes`` in that list means "now close the TCP connection".
 - :meth:`Connection.close_expected` tells the I/O layer that the connection is over from the
   protocol's point of view and TCP should end soon (it starts the close timeout).
+- Flow control: :meth:`Connection.set_receive_room` with the free space of the I/O layer's
+  receive queue, and :attr:`Connection.receiving_held` to know when to stop reading;
+  :meth:`Connection.pause_writing` / :meth:`Connection.resume_writing` as the I/O layer's
+  write buffer crosses its water marks.
 
 Peer errors never raise: they become a :class:`ProtocolViolation` event carrying the
 :class:`~websock.exceptions.ProtocolError` (with its close code). Misuse by the caller raises
@@ -29,10 +33,25 @@ Two decisions keep the Autobahn verdicts strict and deterministic:
   connection as soon as it arrives (Autobahn 6.4.x), and a decompression bomb is stopped
   after at most ``max_message_size`` bytes of output.
 
-After a terminal event the parser switches to *discard mode*: it keeps reading (closing a
-socket with unread data makes the kernel send RST, which can destroy our Close frame in
-flight) and only looks for the peer's Close, so that a failed connection still ends with a
-clean closing handshake whenever the peer's framing allows it.
+After a terminal event the core ignores all further input (*drop mode*). RFC 6455 7.1.7:
+once an endpoint fails the connection it must not process data from the peer any more,
+"including a responding Close frame"; and after the peer's Close nothing may follow. A server
+that failed or finished the closing handshake queues ``b""`` at once: the I/O layer sends its
+FIN right after the Close and drains the socket without parsing until the peer's EOF (or a
+short grace), so that the peer always sees our Close, then our FIN, and never a reset caused
+by unread data.
+
+Two bounds protect the I/O layer from a peer that sends faster than the application reads:
+
+- :meth:`Connection.set_receive_room` bounds how many messages (and bytes of messages) one
+  feed may produce. Once the room is used up the core stops parsing and *holds* the rest of
+  the input (:attr:`Connection.receiving_held`); the I/O layer stops reading and gives more
+  room as the application consumes messages. So compressed messages are inflated no faster
+  than they are consumed.
+- :meth:`Connection.pause_writing` tells the core that the I/O layer's write buffer is full:
+  until :meth:`Connection.resume_writing`, Pongs answering the peer's Pings are coalesced
+  into one (RFC 6455 5.5.3 allows answering the most recent Ping only), so a peer that sends
+  Pings and never reads cannot make us buffer Pongs without bound.
 """
 
 from __future__ import annotations
@@ -59,6 +78,7 @@ __all__ = [
     "CloseReceived",
     "ProtocolViolation",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_FRAGMENTS",
 ]
 
 
@@ -113,6 +133,13 @@ Event = str | bytes | Ping | Pong | CloseReceived | ProtocolViolation
 #: 1 MiB: large enough for typical chat/feed/dashboard messages, small enough that a few
 #: thousand connections each holding a maximal message stay within a server's memory.
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+#: 262,144 frames per message: four times the most any Autobahn case sends (9.3.1/9.4.1: a
+#: 4 MiB message in 64-byte fragments, 65,536 frames), so legitimate streams of small
+#: fragments pass, while the work one message can cost stays bounded whatever its size limit.
+DEFAULT_MAX_FRAGMENTS = 1 << 18
+
+_UNLIMITED = 1 << 62
 
 _TEXT = Opcode.TEXT.value
 _BINARY = Opcode.BINARY.value
@@ -172,6 +199,7 @@ class Connection:
         "_direct_buffer",
         "_direct_view",
         "_discarding",
+        "_eof_held",
         "_eof",
         "_events",
         "_frame_fin",
@@ -181,6 +209,13 @@ class Connection:
         "_frame_offset",
         "_frame_opcode",
         "_frame_rsv",
+        "_held",
+        "_msg_fragments",
+        "_pong_held",
+        "_room_bytes",
+        "_room_messages",
+        "_tcp_end_queued",
+        "_writing_paused",
         "_is_client",
         "_mask_pool",
         "_mask_pos",
@@ -199,6 +234,7 @@ class Connection:
         "close_sent",
         "extensions",
         "failure",
+        "max_fragments",
         "max_frame_size",
         "max_message_size",
         "role",
@@ -212,23 +248,28 @@ class Connection:
         extensions: Sequence[Extension] = (),
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
     ) -> None:
         """Create the connection state for ``role``.
 
         ``max_message_size`` bounds a reassembled message after decompression (None: no
         limit); ``max_frame_size`` bounds one frame's payload as it appears on the wire
-        (None: bounded by the message limit only). Exceeding either fails the connection
-        with close code 1009.
+        (None: bounded by the message limit only); ``max_fragments`` bounds the number of
+        frames of one message (None: no limit). Exceeding any fails the connection with
+        close code 1009.
         """
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size must be >= 0 or None")
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must be >= 0 or None")
+        if max_fragments is not None and max_fragments < 1:
+            raise ValueError("max_fragments must be >= 1 or None")
         self.role = role
         self.state = State.OPEN
         self.extensions: tuple[Extension, ...] = tuple(extensions)
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
+        self.max_fragments = max_fragments
 
         #: The Close received from the peer, and the one we sent (None until then).
         self.close_rcvd: Close | None = None
@@ -249,8 +290,15 @@ class Connection:
         # Receive side.
         self._buf = b""  # unparsed bytes (never more than a header or a control frame)
         self._events: list[Event] = []
-        self._discarding = False  # after a terminal event: look for the peer's Close only
+        self._discarding = False  # after a terminal event: all input is dropped
         self._eof = False
+        # Room for messages (see set_receive_room): parsing stops, holding the rest of the
+        # input in _buf, when either runs out. Large numbers rather than None: one compare
+        # on the hot path.
+        self._room_messages = _UNLIMITED
+        self._room_bytes = _UNLIMITED
+        self._held = False
+        self._eof_held = False  # EOF arrived while input was held: apply it after that input
         # The frame whose payload is arriving: opcode, bytes left, mask, offset in the mask.
         self._frame_opcode = -1
         self._frame_fin = False
@@ -265,6 +313,7 @@ class Connection:
         self._msg_parts: list[bytes | bytearray] = []
         self._msg_size = 0  # decoded bytes so far
         self._msg_wire_size = 0
+        self._msg_fragments = 0
         self._msg_utf8: Utf8Validator | None = None
         # A large single-frame message received into its final buffer (see _DIRECT_MIN).
         self._direct_buffer: bytes | bytearray | None = None
@@ -274,6 +323,9 @@ class Connection:
         self._out: list[bytes] = []
         self._sending_fragmented = False
         self._send_fragment_encoded = True
+        self._writing_paused = False
+        self._pong_held: bytes | None = None  # the latest Ping's payload, while paused
+        self._tcp_end_queued = False
 
     # ------------------------------------------------------------------ receiving
 
@@ -283,19 +335,53 @@ class Connection:
         ``data`` may be any bytes-like object; no reference to it is kept after the call,
         so the caller may reuse its buffer (the asyncio layer reads into a shared one).
         """
-        if self._eof:
+        if self._eof or self._eof_held:
             raise InvalidState("receive_data() called after receive_eof()")
-        if not data:
+        if not data or self._discarding:
             return
         if type(data) is memoryview and data.itemsize != 1:
             data = data.cast("B")  # index bytes, not wider items
+        if self._held:
+            # No room: keep the bytes unparsed (the I/O layer has stopped reading).
+            self._buf += data
+            return
         if self._buf:
             data = self._buf + data
             self._buf = b""
-        if self._discarding:
-            self._discard(data, 0)
-        else:
-            self._parse(data)
+        self._parse(data)
+
+    def set_receive_room(self, messages: int | None, size: int | None) -> None:
+        """Bound what the next feeds may produce: ``messages`` data messages, ``size`` bytes.
+
+        The I/O layer passes the free space of its receive queue. Each data message
+        delivered uses one message and its length in bytes of the room; once either is used
+        up, the core stops parsing at that message's end and keeps the rest of the input
+        unparsed (:attr:`receiving_held` is then True): the I/O layer should stop reading
+        until it can give room again. Giving room parses held input at once (its events
+        are then in :meth:`events_received`). A message is never cut: the room may be
+        exceeded by the last message delivered. None means no bound.
+        """
+        self._room_messages = _UNLIMITED if messages is None else messages
+        self._room_bytes = _UNLIMITED if size is None else size
+        if self._held and self._room_messages > 0 and self._room_bytes > 0:
+            self._held = False
+            data, self._buf = self._buf, b""
+            if not self._discarding:
+                self._parse(data)
+            if not self._held and self._eof_held:
+                self._eof_held = False
+                self.receive_eof()
+
+    @property
+    def receiving_held(self) -> bool:
+        """True while input is kept unparsed for lack of room (see :meth:`set_receive_room`)."""
+        return self._held
+
+    def _hold(self, data: _Bytes, pos: int) -> None:
+        """The room is used up: keep ``data[pos:]`` unparsed until more room is given."""
+        self._held = True
+        if pos < len(data):
+            self._buf = bytes(data[pos:])
 
     def _start_direct(self, length: int) -> None:
         """Allocate the bytes object of a large message whose header just arrived.
@@ -320,7 +406,7 @@ class Connection:
         otherwise feed :meth:`receive_data` as usual.
         """
         view = self._direct_view
-        if view is None or self._discarding:
+        if view is None or self._discarding or self._held:
             return None
         return view[len(view) - self._frame_left :]
 
@@ -328,9 +414,8 @@ class Connection:
         """``nbytes`` were read into the start of the buffer :meth:`receive_buffer` gave."""
         view = self._direct_view
         if view is None and self._discarding and not self._eof:
-            # The connection failed between receive_buffer() and this call: the bytes are
-            # the rest of a frame being discarded, read into a buffer dropped since.
-            self._frame_left -= min(nbytes, self._frame_left)
+            # The connection failed between receive_buffer() and this call: the bytes were
+            # read into a buffer dropped since, and are dropped too.
             return
         if view is None or self._eof:
             raise InvalidState("buffer_received() without a receive_buffer() to fill")
@@ -367,12 +452,25 @@ class Connection:
             self._events.append(payload.decode())
         else:
             self._events.append(payload)
+        self._use_room(len(payload))
+
+    def _use_room(self, size: int) -> None:
+        """A data message was delivered: take it from the room; hold input once it is gone."""
+        self._room_messages -= 1
+        self._room_bytes -= size
+        if self._room_messages <= 0 or self._room_bytes <= 0:
+            self._held = True
 
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""
         if self._eof:
             return
+        if self._held and not self._discarding:
+            # Input is held for lack of room: the stream ends after it (set_receive_room).
+            self._eof_held = True
+            return
         self._eof = True
+        self._eof_held = False
         self._buf = b""
         self._direct_buffer = self._direct_view = None
         if self.state is State.CLOSED:
@@ -390,15 +488,20 @@ class Connection:
         return events
 
     def _parse(self, data: _Bytes) -> None:
-        """Parse frames from ``data``; keep an incomplete header in ``self._buf``."""
+        """Parse frames from ``data``; keep an incomplete header in ``self._buf``.
+
+        Parsing stops at the first terminal event (the rest is dropped) and when the room
+        runs out (the rest is held, see set_receive_room).
+        """
         pos = 0
         end = len(data)
         events = self._events
         if self._frame_left:
             pos = self._take_payload(data, 0)
             if self._discarding or pos == end:
-                if self._discarding and pos < end:
-                    self._discard(data, pos)
+                return
+            if self._held:
+                self._hold(data, pos)
                 return
         is_client = self._is_client
         while pos < end:
@@ -458,9 +561,6 @@ class Connection:
                 error = "new data frame inside a fragmented message"
             if error is not None:
                 self._violation(ProtocolError(error))
-                # The header is readable: skip this frame's payload while discarding.
-                self._frame_left = length
-                self._discard(data, pos + hdr)
                 return
 
             if opcode >= 8:
@@ -489,18 +589,18 @@ class Connection:
                         )
                     except ProtocolError as exc:
                         self._violation(exc)
-                        self._discard(data, pos)
                         return
                 if opcode == _PING:
                     if self.close_sent is None:
-                        self._out.append(self._frame_bytes(_PONG, payload))
+                        if self._writing_paused:
+                            self._pong_held = payload  # coalesced (see pause_writing)
+                        else:
+                            self._out.append(self._frame_bytes(_PONG, payload))
                     events.append(Ping(payload))
                 elif opcode == _PONG:
                     events.append(Pong(payload))
                 else:
                     self._close_frame(payload)
-                    if pos < end:
-                        self._discard(data, pos)
                     return
                 continue
 
@@ -510,8 +610,6 @@ class Connection:
                 self._violation(
                     PayloadTooBig(f"frame of {length} bytes exceeds the {max_frame}-byte limit")
                 )
-                self._frame_left = length
-                self._discard(data, pos + hdr)
                 return
             fin = b0 & 0x80
             limit = self.max_message_size
@@ -540,14 +638,20 @@ class Connection:
                             events.append(payload.decode())
                         except UnicodeDecodeError:
                             self._violation(ProtocolError("invalid UTF-8 in text message", 1007))
-                            self._discard(data, pos)
                             return
                     else:
                         events.append(payload)
+                    # _use_room, inlined.
+                    self._room_messages -= 1
+                    self._room_bytes -= length
+                    if self._room_messages <= 0 or self._room_bytes <= 0:
+                        self._hold(data, pos)
+                        return
                     continue
                 self._msg_opcode = opcode
                 self._msg_compressed = compressed
                 self._msg_wire_size = 0
+                self._msg_fragments = 1
                 self._msg_utf8 = Utf8Validator() if opcode == _TEXT else None
                 if (
                     fin
@@ -557,6 +661,16 @@ class Connection:
                     and _DIRECT_AVAILABLE
                 ):
                     self._start_direct(length)
+            else:
+                # Each frame costs a header's parsing and a piece's handling whatever its
+                # size: bound their number, not only the message's bytes.
+                self._msg_fragments += 1
+                max_fragments = self.max_fragments
+                if max_fragments is not None and self._msg_fragments > max_fragments:
+                    self._violation(
+                        PayloadTooBig(f"message exceeds the {max_fragments}-fragment limit")
+                    )
+                    return
             # An uncompressed message is refused from the frame header, before its payload
             # is buffered. A compressed one is streamed through the inflater, whose output
             # is bounded while inflating (_finish_piece): its wire size needs no bound,
@@ -564,8 +678,6 @@ class Connection:
             if limit is not None and not self._msg_compressed:
                 if self._msg_wire_size + length > limit:
                     self._violation(PayloadTooBig(f"message exceeds the {limit}-byte limit"))
-                    self._frame_left = length
-                    self._discard(data, pos + hdr)
                     return
             self._msg_wire_size += length
             self._frame_opcode = opcode
@@ -578,15 +690,12 @@ class Connection:
             pos += hdr
             if length == 0:
                 self._finish_piece(b"")
-                if self._discarding:
-                    if pos < end:
-                        self._discard(data, pos)
-                    return
-                continue
-            pos = self._take_payload(data, pos)
+            else:
+                pos = self._take_payload(data, pos)
             if self._discarding:
-                if pos < end:
-                    self._discard(data, pos)
+                return
+            if self._held:
+                self._hold(data, pos)
                 return
 
     def _take_payload(self, data: _Bytes, pos: int) -> int:
@@ -676,6 +785,7 @@ class Connection:
             self._events.append(payload.decode())
         else:
             self._events.append(payload)
+        self._use_room(len(payload))
 
     def _decode_control(self, frame: Frame) -> None:
         """Run a control frame with RSV bits through the extensions (they reject it)."""
@@ -685,20 +795,16 @@ class Connection:
             raise ProtocolError("reserved bits set on a control frame")
 
     def _close_frame(self, payload: bytes) -> None:
-        """Handle a received Close frame (outside discard mode)."""
+        """Handle a received Close frame."""
         try:
             close = Close.parse(payload)
         except ProtocolError as exc:
-            # The peer did send its Close, if a bad one, and will send no other: record it
-            # (as the discard parser does) so that the Close fail() sends completes the
-            # handshake and a server closes TCP at once instead of after the close timeout.
-            self._record_close_rcvd(Close(exc.close_code))
+            # A bad Close is a violation like any other: it is not a Close we may answer
+            # (RFC 6455 7.1.7), and close_rcvd stays None.
             self._violation(exc)
             return
         self._record_close_rcvd(close)
-        self._discarding = True
-        self._msg_parts = []  # a message cut short by the Close is dropped
-        self._msg_size = 0
+        self._stop_receiving()
         self._events.append(CloseReceived(close))
 
     def _record_close_rcvd(self, close: Close) -> None:
@@ -708,74 +814,31 @@ class Connection:
             self.state = State.CLOSING
         else:
             self.state = State.CLOSED
-            self._end_if_server()
+            self._end_tcp()
+
+    def _stop_receiving(self) -> None:
+        """Enter drop mode: after a terminal event nothing more of the peer is processed."""
+        self._discarding = True
+        self._held = self._eof_held = False
+        self._buf = b""
+        self._frame_left = 0
+        self._msg_parts = []  # a message cut short is dropped
+        self._msg_size = 0
+        self._msg_opcode = -1
+        self._msg_utf8 = None
+        self._direct_buffer = self._direct_view = None
 
     def _violation(self, error: ProtocolError) -> None:
         """Stop parsing; report the violation after the events that preceded it.
 
-        ``_frame_left`` is kept: the discard parser skips the rest of the current frame.
         An error caught from a parser arrives with a traceback, whose frames hold the data
         being parsed (maybe the caller's reusable buffer): it is dropped, as the error is
         the peer's, not ours.
         """
         _drop_tracebacks(error)
-        self._discarding = True
-        self._msg_parts = []
-        self._msg_size = 0
-        self._msg_opcode = -1
-        self._direct_buffer = self._direct_view = None
+        self._stop_receiving()
         self.failure = error
         self._events.append(ProtocolViolation(error))
-
-    def _discard(self, data: _Bytes, pos: int) -> None:
-        """Skim frames after a terminal event, only to notice the peer's Close.
-
-        Framing may be broken after a violation, so nothing here fails: unreadable bytes
-        are dropped, and the I/O layer's close timeout ends the connection.
-        """
-        end = len(data)
-        while pos < end:
-            if self._frame_left:
-                n = min(self._frame_left, end - pos)
-                self._frame_left -= n
-                pos += n
-                continue
-            if end - pos < 2:
-                self._buf = bytes(data[pos:])
-                return
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            hdr = 2
-            if length == 126:
-                hdr = 4
-            elif length == 127:
-                hdr = 10
-            if b1 & 0x80:
-                hdr += 4
-            if end - pos < hdr:
-                self._buf = bytes(data[pos:])
-                return
-            if length == 126:
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            elif length == 127:
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-            if b0 & 0x0F == _CLOSE and length <= 125 and self.close_rcvd is None:
-                if end - pos - hdr < length:
-                    self._buf = bytes(data[pos:])
-                    return
-                payload = bytes(data[pos + hdr : pos + hdr + length])
-                if b1 & 0x80:
-                    payload = apply_mask(payload, bytes(data[pos + hdr - 4 : pos + hdr]))
-                try:
-                    close = Close.parse(payload)
-                except ProtocolError as exc:
-                    close = Close(exc.close_code)
-                self._record_close_rcvd(close)
-                pos += hdr + length
-                continue
-            pos += hdr
-            self._frame_left = length
 
     # ------------------------------------------------------------------ sending
 
@@ -884,6 +947,10 @@ class Connection:
             )
         close = Close(code, reason)
         payload = close.serialize()  # validates code and reason
+        if self._pong_held is not None:
+            # A coalesced Pong still owed: nothing may follow our Close.
+            self._out.append(self._frame_bytes(_PONG, self._pong_held))
+            self._pong_held = None
         self._out.append(self._frame_bytes(_CLOSE, payload))
         self.close_sent = close
         if self.close_rcvd is None:
@@ -892,7 +959,7 @@ class Connection:
             # Whatever arrives now is delivered until the peer's Close.
         else:
             self.state = State.CLOSED
-            self._end_if_server()
+            self._end_tcp()
 
     def reply_to_close(self) -> None:
         """Answer the Close received: echo its code, or 1000 if it carried none."""
@@ -907,26 +974,48 @@ class Connection:
         self.send_close(code)
 
     def fail(self, code: int, reason: str = "") -> None:
-        """Fail the connection: send Close with ``code`` unless one was sent already.
+        """Fail the connection (RFC 6455 7.1.7): Close with ``code`` unless one was sent.
 
         Used for peer errors (1002, 1007, 1009), policy (1008) and internal errors (1011).
-        Incoming data is discarded from here on, except the peer's Close.
+        Nothing more from the peer is processed, not even its Close. A server ends TCP at
+        once (``b""`` follows the Close in :meth:`data_to_send`); a client waits for the
+        server to end it.
         """
-        self._discarding = True
-        self._msg_parts = []
-        self._msg_size = 0
-        self._msg_opcode = -1
-        self._direct_buffer = self._direct_view = None
+        self._stop_receiving()
         if self.close_sent is None and self.state is not State.CLOSED:
             encoded = reason.encode()
             if len(encoded) > 123:
                 reason = encoded[:123].decode(errors="ignore")
             self.send_close(code, reason)
+        if not self._is_client and not self._eof:
+            self.state = State.CLOSED
+            self._end_tcp()
 
-    def _end_if_server(self) -> None:
-        # RFC 6455 7.1.1: the server closes TCP first once the closing handshake is done.
-        if not self._is_client:
+    def _end_tcp(self) -> None:
+        # RFC 6455 7.1.1: the server closes TCP first once the closing handshake is done
+        # (or the connection failed: 7.1.7).
+        if not self._is_client and not self._tcp_end_queued:
+            self._tcp_end_queued = True
             self._out.append(b"")
+
+    def pause_writing(self) -> None:
+        """The I/O layer's write buffer went above its high-water mark.
+
+        Until :meth:`resume_writing`, the Pongs that answer the peer's Pings are coalesced:
+        only the most recent Ping is answered (RFC 6455 5.5.3 allows it), when writing
+        resumes. So a peer that sends Pings and never reads costs one pending Pong, not a
+        write buffer that grows with every Ping.
+        """
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        """The write buffer went below its low-water mark: send the Pong still owed, if any."""
+        self._writing_paused = False
+        payload = self._pong_held
+        if payload is not None:
+            self._pong_held = None
+            if self.close_sent is None:
+                self._out.append(self._frame_bytes(_PONG, payload))
 
     def data_to_send(self) -> list[bytes]:
         """Return (and forget) the bytes to write; ``b""`` means close the TCP connection."""
