@@ -261,9 +261,12 @@ class TestViolations:
     # -- close frames
 
     def test_close_with_one_byte(self, role: Role) -> None:
+        # A Close with an invalid payload is a violation like any other, not a Close.
         conn = Connection(role)
         assert_violation(feed(conn, frame_to(role, CLOSE, b"\x03")), 1002)
-        assert conn.close_rcvd == Close(1002)
+        assert conn.close_rcvd is None
+        assert conn.close_rcvd_then_sent is None
+        assert state(conn) is State.OPEN
 
     @pytest.mark.parametrize(
         "code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
@@ -282,36 +285,53 @@ class TestViolations:
         ("payload", "code"),
         [(b"\x03", 1002), (close_payload(999), 1002), (close_payload(1000, b"\xff"), 1007)],
     )
-    def test_invalid_close_still_ends_handshake(
+    def test_invalid_close_is_a_violation_not_a_close(
         self, role: Role, payload: bytes, code: int
     ) -> None:
-        # The peer sent its Close, a bad one, and will not send another: failing the
-        # connection completes the closing handshake, so a server closes TCP at once.
+        # A bad Close is not a Close we may answer (RFC 6455 7.1.7): close_rcvd stays None
+        # and fail() sends our Close. A server then ends TCP at once; a client waits for
+        # the server to end it.
         conn = Connection(role)
         data = frame_to(role, TEXT, b"before") + frame_to(role, CLOSE, payload)
         events = feed(conn, data)
         assert events[0] == "before"
         assert_violation(events, code)
-        assert state(conn) is State.CLOSING
-        assert conn.close_rcvd == Close(code)
-        assert conn.close_rcvd_then_sent is True
+        assert len(events) == 2
+        assert state(conn) is State.OPEN
+        assert conn.close_rcvd is None
+        assert conn.close_rcvd_then_sent is None
         conn.fail(code)
         out = conn.data_to_send()
-        assert parse_frames(b"".join(out))[0][4] == close_payload(code)
-        assert state(conn) is State.CLOSED
-        assert (out[-1] == b"") == (role is Role.SERVER)
-        assert b"" not in out[:-1]
+        frames = parse_frames(b"".join(out))
+        assert [(f[1], f[4]) for f in frames] == [(CLOSE, close_payload(code))]
+        assert conn.close_rcvd_then_sent is False
+        if role is Role.SERVER:
+            assert out[-1] == b""
+            assert b"" not in out[:-1]
+            assert state(conn) is State.CLOSED
+        else:
+            assert b"" not in out
+            assert state(conn) is State.CLOSING
+            conn.receive_eof()
+            assert state(conn) is State.CLOSED
+            assert conn.data_to_send() == []
+        assert conn.close_rcvd is None
 
     def test_invalid_close_after_ours(self, role: Role) -> None:
+        # The peer answers our Close with a bad one: a violation, not the end of the
+        # closing handshake. fail() sends no second Close; a server ends TCP.
         conn = Connection(role)
         conn.send_close(1000)
         conn.data_to_send()
         assert_violation(feed(conn, frame_to(role, CLOSE, close_payload(1004))), 1002)
-        assert state(conn) is State.CLOSED
+        assert state(conn) is State.CLOSING
+        assert conn.close_rcvd is None
         assert conn.close_rcvd_then_sent is False
-        assert conn.data_to_send() == ([b""] if role is Role.SERVER else [])
-        conn.fail(1002)  # nothing more to send
         assert conn.data_to_send() == []
+        conn.fail(1002)  # no second Close
+        assert conn.data_to_send() == ([b""] if role is Role.SERVER else [])
+        assert state(conn) is (State.CLOSED if role is Role.SERVER else State.CLOSING)
+        assert conn.close_sent == Close(1000)
 
     # -- UTF-8
 
@@ -560,11 +580,11 @@ class TestDeflateReceive:
         assert_violation(feed(conn, header + masked_piece(role, bad)), 1007)
 
 
-# ---------------------------------------------------------------------- ordering, discard
+# ---------------------------------------------------------------------- ordering, drop mode
 
 
 @pytest.mark.parametrize("role", ROLES)
-class TestOrderingAndDiscard:
+class TestOrderingAndDropMode:
     def test_messages_before_violation_are_delivered(self, role: Role) -> None:
         conn = Connection(role)
         data = (
@@ -582,8 +602,9 @@ class TestOrderingAndDiscard:
         assert conn.failure is violation(events)
         # The Ping was answered before the violation; nothing after it.
         assert [f[1] for f in parse_frames(b"".join(conn.data_to_send()))] == [PONG]
-        # The peer's Close after the bad frame is still noticed.
-        assert conn.close_rcvd == Close(1000)
+        # Nothing after the bad frame is processed, not even the peer's Close.
+        assert conn.close_rcvd is None
+        assert state(conn) is State.OPEN
 
     def test_messages_before_close_are_delivered(self, role: Role) -> None:
         conn = Connection(role)
@@ -596,7 +617,7 @@ class TestOrderingAndDiscard:
         assert feed(conn, data) == ["one", CloseReceived(Close(1001, "bye"))]
         assert conn.data_to_send() == []
 
-    def test_discard_after_violation_sees_peer_close(self, role: Role) -> None:
+    def test_nothing_after_violation_is_processed_not_even_peer_close(self, role: Role) -> None:
         conn = Connection(role)
         assert_violation(feed(conn, frame_to(role, TEXT, b"\xff")), 1007)
         junk = (
@@ -608,33 +629,51 @@ class TestOrderingAndDiscard:
         assert feed(conn, junk) == []
         assert conn.data_to_send() == []  # no Pong
         assert conn.close_rcvd is None
+        # The peer's Close before fail() is dropped too.
+        assert feed(conn, frame_to(role, CLOSE, close_payload(1000))) == []
+        assert conn.close_rcvd is None
+        assert state(conn) is State.OPEN
         conn.fail(1007)
-        frames = parse_frames(b"".join(conn.data_to_send()))
+        out = conn.data_to_send()
+        frames = parse_frames(b"".join(out))
         assert [(f[1], f[4]) for f in frames] == [(CLOSE, close_payload(1007))]
-        assert state(conn) is State.CLOSING
+        # ... and after it: the Close answering ours is not processed either.
         assert feed(conn, frame_to(role, CLOSE, close_payload(1007))) == []
-        assert conn.close_rcvd == Close(1007)
-        assert state(conn) is State.CLOSED
-        expected_end = [b""] if role is Role.SERVER else []
-        assert conn.data_to_send() == expected_end
+        assert conn.close_rcvd is None
         assert conn.close_rcvd_then_sent is False
+        assert conn.failure is not None and conn.failure.close_code == 1007
+        if role is Role.SERVER:
+            assert out[-1] == b""
+            assert state(conn) is State.CLOSED
+        else:
+            assert b"" not in out
+            assert state(conn) is State.CLOSING
+            conn.receive_eof()
+            assert state(conn) is State.CLOSED
+        assert conn.data_to_send() == []
 
-    def test_peer_close_before_fail(self, role: Role) -> None:
+    def test_peer_close_after_violation_is_ignored(self, role: Role) -> None:
+        # The peer's Close right behind the bad frame (same chunk) is not processed: our
+        # Close, sent by fail(), starts the closing handshake.
         conn = Connection(role)
         data = frame_to(role, 3, b"") + frame_to(role, CLOSE, close_payload(1002))
         assert_violation(feed(conn, data), 1002)
-        assert conn.close_rcvd == Close(1002)
-        assert state(conn) is State.CLOSING
+        assert conn.close_rcvd is None
+        assert state(conn) is State.OPEN
         conn.fail(1002)
         out = conn.data_to_send()
         assert [f[1] for f in parse_frames(b"".join(out))] == [CLOSE]
-        assert (out[-1] == b"") == (role is Role.SERVER)
-        assert state(conn) is State.CLOSED
-        assert conn.close_rcvd_then_sent is True
+        assert conn.close_rcvd_then_sent is False
+        if role is Role.SERVER:
+            assert out == [out[0], b""]
+            assert state(conn) is State.CLOSED
+        else:
+            assert b"" not in out
+            assert state(conn) is State.CLOSING
 
-    def test_discard_skips_rest_of_frame_with_violation_mid_payload(self, role: Role) -> None:
+    def test_violation_mid_payload_drops_rest_of_frame_and_peer_close(self, role: Role) -> None:
         # The bad byte is early in a long frame; the rest of that frame holds bytes that
-        # look like a Close frame, which must not be mistaken for one.
+        # look like a Close frame: neither they nor the real Close after them are parsed.
         conn = Connection(role)
         fake_close = serialize_frame(CLOSE, close_payload(1000))
         payload = b"\xff" + fake_close * 10
@@ -644,28 +683,30 @@ class TestOrderingAndDiscard:
         assert feed(conn, data[header_len + 3 :]) == []
         assert conn.close_rcvd is None
         assert feed(conn, frame_to(role, CLOSE, close_payload(3000, b"real"))) == []
-        assert conn.close_rcvd == Close(3000, "real")
+        assert conn.close_rcvd is None
+        assert state(conn) is State.OPEN
+        assert conn.data_to_send() == []
 
-    def test_discard_skips_payload_of_bad_header(self, role: Role) -> None:
+    def test_nothing_after_bad_header_is_parsed(self, role: Role) -> None:
         conn = Connection(role)
         fake_close = serialize_frame(CLOSE, close_payload(1000))
         data = frame_to(role, BINARY, fake_close, rsv=0x20) + frame_to(
             role, CLOSE, close_payload(4000)
         )
-        for i in range(len(data)):  # byte by byte through discard mode
+        for i in range(len(data)):  # byte by byte: the bytes after the header are dropped
             conn.receive_data(data[i : i + 1])
         assert_violation(conn.events_received(), 1002)
-        assert conn.close_rcvd == Close(4000)
+        assert conn.close_rcvd is None
+        assert state(conn) is State.OPEN
 
-    def test_discard_close_with_bad_payload(self, role: Role) -> None:
+    @pytest.mark.parametrize("payload", [close_payload(999), close_payload(1000, b"\xc0")])
+    def test_bad_close_after_violation_is_ignored(self, role: Role, payload: bytes) -> None:
+        # Neither recorded nor reported as a second violation: the first failure stands.
         conn = Connection(role)
-        assert_violation(feed(conn, frame_to(role, 3)), 1002)
-        feed(conn, frame_to(role, CLOSE, close_payload(999)))
-        assert conn.close_rcvd == Close(1002)
-        conn = Connection(role)
-        assert_violation(feed(conn, frame_to(role, 3)), 1002)
-        feed(conn, frame_to(role, CLOSE, close_payload(1000, b"\xc0")))
-        assert conn.close_rcvd == Close(1007)
+        error = assert_violation(feed(conn, frame_to(role, 3)), 1002)
+        assert feed(conn, frame_to(role, CLOSE, payload)) == []
+        assert conn.close_rcvd is None
+        assert conn.failure is error
 
     def test_after_close_received_everything_is_ignored(self, role: Role) -> None:
         conn = Connection(role)
@@ -675,7 +716,7 @@ class TestOrderingAndDiscard:
         assert conn.close_rcvd == Close(1005)  # the first Close counts
         assert conn.data_to_send() == []
 
-    def test_discard_never_raises_on_garbage(self, role: Role) -> None:
+    def test_drop_mode_never_raises_on_garbage(self, role: Role) -> None:
         conn = Connection(role)
         assert_violation(
             feed(conn, b"\x8f\x00" if role is Role.CLIENT else b"\x8f\x80" + MASK), 1002
@@ -684,6 +725,8 @@ class TestOrderingAndDiscard:
         for i in range(0, len(garbage), 7):
             conn.receive_data(garbage[i : i + 7])
         assert conn.events_received() == []
+        assert conn.data_to_send() == []
+        assert conn.close_rcvd is None
 
     def test_close_after_violation_at_64_bit_length(self, role: Role) -> None:
         conn = Connection(role, max_message_size=None)
@@ -803,15 +846,26 @@ class TestClosing:
         conn = Connection(role)
         conn.fail(1011, "oops")
         conn.fail(1002, "again")
-        frames = parse_frames(b"".join(conn.data_to_send()))
+        out = conn.data_to_send()
+        frames = parse_frames(b"".join(out))
         assert [(f[1], f[4]) for f in frames] == [(CLOSE, close_payload(1011, b"oops"))]
-        assert state(conn) is State.CLOSING
         assert conn.close_expected()
-        # Incoming data is discarded except the peer's Close.
+        # A server ends TCP right after its Close, once; a client waits for the server.
+        if role is Role.SERVER:
+            assert out == [out[0], b""]
+            assert state(conn) is State.CLOSED
+        else:
+            assert b"" not in out
+            assert state(conn) is State.CLOSING
+        # Incoming data is dropped, the peer's Close included.
         data = frame_to(role, TEXT, b"x") + frame_to(role, CLOSE, close_payload(1011))
         assert feed(conn, data) == []
+        assert conn.close_rcvd is None
+        assert conn.data_to_send() == []
+        assert state(conn) is (State.CLOSED if role is Role.SERVER else State.CLOSING)
+        conn.receive_eof()
         assert state(conn) is State.CLOSED
-        assert conn.data_to_send() == ([b""] if role is Role.SERVER else [])
+        assert conn.data_to_send() == []
 
     def test_fail_in_the_middle_of_a_frame(self, role: Role) -> None:
         conn = Connection(role)
@@ -819,11 +873,15 @@ class TestClosing:
         data = frame_to(role, TEXT, payload, fin=False)
         assert feed(conn, data[:30]) == []
         conn.fail(1011)
+        out = conn.data_to_send()
+        assert [(f[1], f[4]) for f in parse_frames(b"".join(out))] == [(CLOSE, close_payload(1011))]
+        assert (out[-1] == b"") == (role is Role.SERVER)
         assert feed(conn, data[30:] + frame_to(role, CONT, b"end")) == []
         assert conn.close_rcvd is None
         assert feed(conn, frame_to(role, CLOSE, close_payload(1011))) == []
-        assert conn.close_rcvd == Close(1011)
-        assert state(conn) is State.CLOSED
+        assert conn.close_rcvd is None
+        assert conn.data_to_send() == []
+        assert state(conn) is (State.CLOSED if role is Role.SERVER else State.CLOSING)
 
     def test_fail_truncates_long_reason(self, role: Role) -> None:
         conn = Connection(role)
@@ -834,11 +892,20 @@ class TestClosing:
         assert payload[2:].decode() == "é" * 61
 
     def test_fail_after_close_sent(self, role: Role) -> None:
+        # No second Close; a server still ends TCP (once) after the Close it sent.
         conn = Connection(role)
         conn.send_close(1001)
         conn.fail(1002)
-        assert len(conn.data_to_send()) == 1
+        conn.fail(1002)
+        out = conn.data_to_send()
+        assert [(f[1], f[4]) for f in parse_frames(b"".join(out))] == [(CLOSE, close_payload(1001))]
         assert conn.close_sent == Close(1001)
+        if role is Role.SERVER:
+            assert out == [out[0], b""]
+            assert state(conn) is State.CLOSED
+        else:
+            assert len(out) == 1
+            assert state(conn) is State.CLOSING
 
     def test_fail_after_close_received(self, role: Role) -> None:
         conn = Connection(role)
@@ -911,12 +978,29 @@ class TestEOF:
         assert conn.data_to_send() == []
 
 
-# ---------------------------------------------------------------------- more discard paths
+# ---------------------------------------------------------------------- more drop-mode paths
+
+
+def assert_failed_alone(conn: Connection, role: Role, code: int) -> None:
+    """The peer's Close was not processed; fail() sends ours (a server then ends TCP)."""
+    assert conn.close_rcvd is None
+    assert state(conn) is State.OPEN
+    conn.fail(code)
+    out = conn.data_to_send()
+    close = serialize_frame(CLOSE, close_payload(code))
+    if role is Role.SERVER:
+        assert out == [close, b""]
+        assert state(conn) is State.CLOSED
+    else:
+        assert [(f[1], f[4]) for f in parse_frames(b"".join(out))] == [(CLOSE, close_payload(code))]
+        assert state(conn) is State.CLOSING
+    assert conn.close_rcvd is None
 
 
 @pytest.mark.parametrize("role", ROLES)
 class TestViolationThenClose:
-    """A violation followed, in the same chunk, by the peer's Close: it is still noticed."""
+    """A violation followed, in the same chunk, by the peer's Close: nothing after the
+    violation is parsed, the Close included (RFC 6455 7.1.7)."""
 
     def test_violation_in_rest_of_frame(self, role: Role) -> None:
         conn = Connection(role)
@@ -926,7 +1010,8 @@ class TestViolationThenClose:
         assert feed(conn, data[:split_at]) == []
         events = feed(conn, data[split_at:] + frame_to(role, CLOSE, close_payload(1007)))
         assert_violation(events, 1007)
-        assert conn.close_rcvd == Close(1007)
+        assert len(events) == 1
+        assert_failed_alone(conn, role, 1007)
 
     def test_violation_in_empty_final_fragment(self, role: Role) -> None:
         conn = Connection(role)
@@ -936,7 +1021,7 @@ class TestViolationThenClose:
             + frame_to(role, CLOSE, close_payload(1007))
         )
         assert_violation(feed(conn, data), 1007)
-        assert conn.close_rcvd == Close(1007)
+        assert_failed_alone(conn, role, 1007)
 
     def test_violation_in_complete_fragment(self, role: Role) -> None:
         conn = Connection(role)
@@ -944,13 +1029,13 @@ class TestViolationThenClose:
             role, CLOSE, close_payload(1007)
         )
         assert_violation(feed(conn, data), 1007)
-        assert conn.close_rcvd == Close(1007)
+        assert_failed_alone(conn, role, 1007)
 
     def test_violation_in_compressed_frame(self, role: Role) -> None:
         conn = Connection(role, extensions=[deflate()])
         data = frame_to(role, BINARY, b"\xff\xff", rsv=0x40) + frame_to(role, CLOSE)
         assert_violation(feed(conn, data), 1007)
-        assert conn.close_rcvd == Close(1005)
+        assert_failed_alone(conn, role, 1007)
 
 
 # ---------------------------------------------------------------------- extension pipeline

@@ -41,6 +41,7 @@ from websock.protocol.connection import (
     Pong,
     ProtocolViolation,
     Role,
+    State,
 )
 from websock.protocol.frames import Opcode, serialize_frame
 
@@ -240,7 +241,7 @@ def valid_streams(draw: st.DrawFn, role: Role) -> tuple[Stream, list[Event]]:
         reason = draw(st.text(ALPHABET, max_size=30))
         stream.add(CLOSE, code.to_bytes(2, "big") + reason.encode(), mask=draw(masks))
         expected.append(CloseReceived(Close(code, reason)))
-        # Whatever follows the Close is skimmed over, another Close included.
+        # Whatever follows the Close is dropped unparsed, another Close included.
         for _ in range(draw(st.integers(0, 2))):
             stream.add(BINARY, binary_payload(0, draw(sizes)), mask=draw(masks))
         if draw(st.booleans()):
@@ -325,12 +326,20 @@ def test_compressed_stream_from_reused_buffer(
     assert reference.events == norm(expected)
 
 
-# ---------------------------------------------------------------------- the discard path
+# ---------------------------------------------------------------------- drop mode
 
 
 class Limits(NamedTuple):
     max_message_size: int | None
     max_frame_size: int | None
+
+
+class Expected(NamedTuple):
+    """What a violation stream must produce: the messages before the violation, and the
+    violation's close code."""
+
+    messages: list[bytes]
+    code: int
 
 
 # How the peer breaks the protocol; each builds the offending frame(s) and may set a limit.
@@ -347,25 +356,30 @@ VIOLATIONS = [
     "invalid close",
 ]
 
-# Close payloads that Close.parse() refuses, and the Close the core records for them. The
-# last one fails through a chained UnicodeDecodeError, whose traceback must not keep a view.
+# Close payloads that Close.parse() refuses, and the close code of the violation each is.
+# The last one fails through a chained UnicodeDecodeError, whose traceback must not keep a
+# view.
 INVALID_CLOSES = {b"\x03": 1002, b"\x03\xed": 1002, b"\x00\x00": 1002, b"\x03\xe8\xff": 1007}
 
 
 @st.composite
-def violation_streams(draw: st.DrawFn, role: Role) -> tuple[Stream, Limits, Close]:
-    """Valid messages, a violation, frames to skim over, then the peer's Close.
+def violation_streams(draw: st.DrawFn, role: Role) -> tuple[Stream, Limits, Expected]:
+    """Valid messages, a violation, frames that must be dropped, then the peer's Close.
 
-    Also returns the Close the core must record: the last frame's, unless the violation
-    was an invalid Close (the peer sends no other, so the later one is ignored).
+    Also returns what the core must report: the messages before the violation, then the
+    violation (with its close code), and nothing else: RFC 6455 7.1.7, nothing after a
+    violation is processed, the peer's Close included.
     """
-    recorded: Close | None = None
     stream = Stream(role)
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     max_frame_size: int | None = None
+    messages: list[bytes] = []
     for _ in range(draw(st.integers(0, 2))):
-        stream.add(BINARY, binary_payload(1, draw(st.integers(0, 3000))), mask=draw(masks))
+        message = binary_payload(1, draw(st.integers(0, 3000)))
+        messages.append(message)
+        stream.add(BINARY, message, mask=draw(masks))
     kind = draw(st.sampled_from(VIOLATIONS))
+    code = 1002
     size = draw(sizes)
     mask = draw(masks)
     if kind == "wrong masking":
@@ -376,6 +390,7 @@ def violation_streams(draw: st.DrawFn, role: Role) -> tuple[Stream, Limits, Clos
         rsv = draw(st.sampled_from([0x40, 0x20, 0x10]))
         stream.add(TEXT, b"x" * size, rsv=rsv, mask=mask)
     elif kind == "invalid utf-8":
+        code = 1007
         raw = bytearray(text_payload(4, size).encode() or b"a")
         raw[draw(st.integers(0, len(raw) - 1))] = 0xFF
         if draw(st.booleans()):
@@ -391,37 +406,38 @@ def violation_streams(draw: st.DrawFn, role: Role) -> tuple[Stream, Limits, Clos
     elif kind == "fragmented control frame":
         stream.add(PING, b"f" * min(size, 125), fin=False, mask=mask)
     elif kind == "message too big":
+        code = 1009
         max_message_size = 5000  # the valid messages above stay below
         stream.add(BINARY, binary_payload(6, 3000), fin=False, mask=mask)
         stream.add(CONT, binary_payload(7, max(size, 2001)), mask=mask)
     elif kind == "frame too big":
+        code = 1009
         max_frame_size = 4000
         stream.add(TEXT, b"t" * max(size, 4001), mask=mask)
     else:
         invalid = draw(st.sampled_from(sorted(INVALID_CLOSES)))
         stream.add(CLOSE, invalid, mask=mask)
-        recorded = Close(INVALID_CLOSES[invalid])
-    # Frames to skim over, of every length encoding; none of them a Close that counts.
+        code = INVALID_CLOSES[invalid]
+    # Frames to drop, of every length encoding, valid or not.
     for _ in range(draw(st.integers(0, 3))):
         opcode = draw(st.sampled_from([TEXT, BINARY, CONT, PING, PONG, 3, 0xB, CLOSE]))
         payload = binary_payload(8, draw(sizes))
         if opcode == CLOSE:
-            payload = b"\x03\xe9" + b"r" * 124  # longer than a control frame may be: skipped
+            payload = b"\x03\xe9" + b"r" * 124  # longer than a control frame may be
         stream.add(opcode, payload, mask=draw(masks), masked=draw(st.booleans()))
-    code = draw(st.sampled_from([1000, 1001, 1008, 3000, 4999]))
+    # The peer's valid Close, then more: all dropped.
+    close_code = draw(st.sampled_from([1000, 1001, 1008, 3000, 4999]))
     reason = draw(st.text(ALPHABET, max_size=20))
-    stream.add(CLOSE, code.to_bytes(2, "big") + reason.encode(), mask=draw(masks))
+    stream.add(CLOSE, close_code.to_bytes(2, "big") + reason.encode(), mask=draw(masks))
     for _ in range(draw(st.integers(0, 2))):
         stream.add(BINARY, binary_payload(9, draw(sizes)), mask=draw(masks))
-    if recorded is None:
-        recorded = Close(code, reason)
-    return stream, Limits(max_message_size, max_frame_size), recorded
+    return stream, Limits(max_message_size, max_frame_size), Expected(messages, code)
 
 
 @SETTINGS
 @given(data=st.data(), role=st.sampled_from(ROLES))
-def test_close_after_violation_from_reused_buffer(data: st.DataObject, role: Role) -> None:
-    stream, limits, close = data.draw(violation_streams(role))
+def test_nothing_after_violation_from_reused_buffer(data: st.DataObject, role: Role) -> None:
+    stream, limits, expected = data.draw(violation_streams(role))
     chunks = data.draw(chunkings(stream))
     reference = check_same_outcome(
         lambda: Connection(
@@ -433,10 +449,15 @@ def test_close_after_violation_from_reused_buffer(data: st.DataObject, role: Rol
         chunks,
     )
     assert reference.failure is not None
+    assert reference.failure[1] == expected.code
     last = reference.events[-1]
     assert isinstance(last, tuple) and last[0] == "violation", last
-    # The discard parser still found the peer's Close, and read it correctly.
-    assert reference.close_rcvd == close
+    # The messages before the violation, then the violation; nothing after it is
+    # processed: no Pong, no message, not even the peer's Close.
+    assert reference.events == [*expected.messages, last]
+    assert reference.replies == []
+    assert reference.close_rcvd is None
+    assert reference.state is State.OPEN
 
 
 # ---------------------------------------------------------------------- examples
@@ -584,8 +605,13 @@ def test_violation_keeps_no_view(make: Callable[[], Connection], frame: bytes) -
     buffer = ReusedBuffer()
     buffer.feed(conn, frame + serialize_frame(CLOSE, b"\x03\xe8", mask=MASK))
     events = conn.events_received()
-    assert isinstance(events[-1], ProtocolViolation)
-    assert conn.close_rcvd is not None
+    assert len(events) == 1
+    assert isinstance(events[0], ProtocolViolation)
+    # The Close after the bad frame is dropped, not parsed.
+    assert conn.close_rcvd is None
+    # More input, from the same buffer, is dropped without keeping a view either.
+    buffer.feed(conn, serialize_frame(TEXT, b"late" * 1000, mask=MASK))
+    assert conn.events_received() == []
 
 
 def test_huge_frame_header_reserves_nothing_up_front() -> None:

@@ -30,9 +30,12 @@ Flow control, so that no peer can make us buffer without bound:
   consumed the queue down to its low-water mark. Compressed messages are therefore inflated
   no faster than they are consumed.
 - While the write buffer is above its high-water mark, the core coalesces the Pongs it owes
-  (one pending Pong at most), and reading pauses unless the application itself waits in
-  ``send()``: a peer that sends and never reads is not read either, but two peers that both
-  send bulk data and read in another task cannot deadlock each other.
+  (one pending Pong at most), so nothing the core writes on its own can grow the buffer:
+  Pongs are bounded by that, Close replies are one frame, and the application's own sends
+  wait in ``send()`` (an echo therefore stops consuming, the queue fills, reading pauses).
+  Reading is *not* paused merely because the write buffer is full: a peer that writes a
+  whole message before it reads our replies (Autobahn's fuzzing server does) would then
+  wait for us while we wait for it, a deadlock seen in 12.2.15/12.5.15.
 - When the server ends TCP (after the closing handshake, after failing the connection, after
   an HTTP error response) it half-closes: FIN after the bytes still buffered, then it reads
   and drops whatever the peer still sends until the peer's EOF or ``CLOSE_GRACE``. So the
@@ -176,7 +179,6 @@ class Connection(asyncio.BufferedProtocol):
         "_read_buffer",
         "_reading_direct",
         "_reading_paused",
-        "_reading_paused_write",
         "_recv_waiter",
         "_role",
         "_send_in_progress",
@@ -266,7 +268,6 @@ class Connection(asyncio.BufferedProtocol):
         self._messages: deque[Data] | None = None
         self._recv_waiter: Waiter | None = None
         self._reading_paused = False  # by the receive queue (or input the core holds)
-        self._reading_paused_write = False  # by the write buffer (see pause_writing)
         self._draining = False  # TCP half-closed by us: input is dropped until EOF
         self._drop_overflow = False  # close() called: messages beyond a full queue are dropped
         self._data_seen = False  # bytes arrived since the last keepalive ping
@@ -536,32 +537,24 @@ class Connection(asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         if self.protocol is not None:
-            self.protocol.pause_writing()  # coalesce the Pongs we owe
-        if not self._drain_waiters and not self._draining:
-            # Stop reading from a peer that does not read (module docstring); a send()
-            # that starts waiting resumes reading (see _drain).
-            self._reading_paused_write = True
-            self._apply_reading()
+            self.protocol.pause_writing()  # coalesce the Pongs we owe (module docstring)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self.protocol is not None:
             self.protocol.resume_writing()
             self._flush_now()  # the Pong still owed, if any
-        if self._reading_paused_write:
-            self._reading_paused_write = False
-            self._apply_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     def _apply_reading(self) -> None:
-        """Pause or resume the transport's reading as the two reasons to pause say."""
+        """Pause or resume the transport's reading as the receive queue says."""
         transport = self.transport
         if transport is None or self._lost or transport.is_closing():
             return
-        if (self._reading_paused or self._reading_paused_write) and not self._draining:
+        if self._reading_paused and not self._draining:
             if transport.is_reading():
                 transport.pause_reading()
         elif not transport.is_reading():
@@ -631,9 +624,10 @@ class Connection(asyncio.BufferedProtocol):
 
     def _write(self, out: list[bytes]) -> None:
         transport = self.transport
-        if transport is None or self._lost or transport.is_closing():
+        if transport is None or self._lost or self._draining or transport.is_closing():
             # After a reset the transport is closing before connection_lost() runs: writes
-            # would only be logged by asyncio ("socket.send() raised exception").
+            # would only be logged by asyncio ("socket.send() raised exception"). After our
+            # FIN (draining) nothing more may be written.
             return
         for i, chunk in enumerate(out):
             if not chunk:
@@ -679,11 +673,6 @@ class Connection(asyncio.BufferedProtocol):
         if self._write_paused and not self._lost:
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
-            if self._reading_paused_write:
-                # The application waits to send: keep reading, so that two peers that
-                # both send cannot deadlock (module docstring). Pongs stay coalesced.
-                self._reading_paused_write = False
-                self._apply_reading()
             await waiter
 
     def _close_tcp(self, peer_dead: bool = False) -> None:
@@ -703,7 +692,7 @@ class Connection(asyncio.BufferedProtocol):
             transport.write_eof()
             # Drain: whatever the peer still sends is read and dropped (buffer_updated), so
             # that closing never leaves unread data that would make the kernel send RST.
-            self._reading_paused = self._reading_paused_write = False
+            self._reading_paused = False
             if not transport.is_reading():
                 transport.resume_reading()
         else:
@@ -1022,16 +1011,21 @@ class Connection(asyncio.BufferedProtocol):
             self._flush()
         elif self._terminal is not None and not self._terminal_done:
             self._act_on_terminal()
-        if not self._drop_overflow:
-            # The peer's Close must be read to finish the handshake, even behind a full
-            # queue: from now on messages that do not fit the queue are dropped (they are
-            # still parsed one at a time, so memory stays bounded) instead of pausing.
-            self._drop_overflow = True
-            if self._reading_paused and not self._lost:
-                self._resume_receiving()
+        self._expect_peer_close()
         if not self._lost:
             self._start_close_timer()
             await asyncio.shield(self.connection_lost_waiter)
+
+    def _expect_peer_close(self) -> None:
+        """We sent our Close: the peer's must be read, even behind a full receive queue.
+
+        From now on messages that do not fit the queue are dropped (they are still parsed
+        one at a time, so memory stays bounded) instead of pausing reading.
+        """
+        if not self._drop_overflow:
+            self._drop_overflow = True
+            if self._reading_paused and not self._lost:
+                self._resume_receiving()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""

@@ -363,10 +363,14 @@ class Connection:
         """
         self._room_messages = _UNLIMITED if messages is None else messages
         self._room_bytes = _UNLIMITED if size is None else size
-        if self._held and self._room_messages > 0 and self._room_bytes > 0:
+        if self._room_messages <= 0 or self._room_bytes <= 0:
+            if not self._discarding and not self._eof:
+                self._held = True  # no room at all: hold from the next byte on
+            return
+        if self._held:
             self._held = False
             data, self._buf = self._buf, b""
-            if not self._discarding:
+            if not self._discarding and data:
                 self._parse(data)
             if not self._held and self._eof_held:
                 self._eof_held = False
@@ -819,8 +823,12 @@ class Connection:
     def _stop_receiving(self) -> None:
         """Enter drop mode: after a terminal event nothing more of the peer is processed."""
         self._discarding = True
-        self._held = self._eof_held = False
+        self._held = False
         self._buf = b""
+        if self._eof_held:
+            # The stream ended after the held input that held this terminal event.
+            self._eof_held = False
+            self.receive_eof()
         self._frame_left = 0
         self._msg_parts = []  # a message cut short is dropped
         self._msg_size = 0
@@ -1014,7 +1022,7 @@ class Connection:
         payload = self._pong_held
         if payload is not None:
             self._pong_held = None
-            if self.close_sent is None:
+            if self.close_sent is None and not self._eof:
                 self._out.append(self._frame_bytes(_PONG, payload))
 
     def data_to_send(self) -> list[bytes]:
