@@ -18,9 +18,10 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from typing import Literal
 
 from . import __version__
-from .asyncio.client import connect
+from .asyncio.client import ClientConnection, connect
 from .asyncio.server import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -31,7 +32,8 @@ from .asyncio.server import (
     serve,
 )
 from .exceptions import ConnectionClosed, WebSocketError
-from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.close import Close, CloseCode
+from .protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.extensions.permessage_deflate import (
     DEFAULT_COMPRESSION_LEVEL,
     ClientPerMessageDeflateFactory,
@@ -41,6 +43,41 @@ from .protocol.extensions.permessage_deflate import (
 __all__ = ["main", "dev_certificate"]
 
 log = logging.getLogger("websock.cli")
+
+# Exit statuses: 2 for a usage error (argparse's convention: bad option, unusable --cafile),
+# 1 when the connection failed or ended abnormally, 0 after a normal close.
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+# Close codes after which `websock connect` exits 0: a normal closure, the server going
+# away, and a Close frame without a code (1005), which RFC 6455 allows for a normal close.
+NORMAL_CLOSE_CODES = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
+)
+# Longest peer text (an HTTP reason phrase, an error message) printed in one line.
+MAX_PRINTED = 200
+
+
+class UsageError(Exception):
+    """A command line option that cannot be used: one line on stderr, exit status 2."""
+
+
+def _queue(text: str) -> tuple[int | None, int | None] | None:
+    """Parse --max-queue: 'MESSAGES[,BYTES]' (BYTES with a K/M/G suffix), or 'none'."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    count, _, size = text.partition(",")
+    try:
+        messages: int | None = int(count) if count.strip().lower() != "none" else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid queue bound {text!r}: use MESSAGES[,BYTES], e.g. 16,1M"
+        ) from None
+    if messages is not None and messages < 1:
+        raise argparse.ArgumentTypeError("the queue must hold at least 1 message")
+    nbytes = _size(size) if size else DEFAULT_MAX_QUEUE[1]
+    if nbytes == 0:
+        raise argparse.ArgumentTypeError("the queue's byte bound must be at least 1")
+    return (messages, nbytes)
 
 
 def _size(text: str) -> int | None:
@@ -76,6 +113,24 @@ def _seconds(text: str) -> float | None:
     if value < 0:
         raise argparse.ArgumentTypeError("a duration cannot be negative")
     return value or None
+
+
+def _max_connections(text: str) -> int | None | Literal["auto"]:
+    """Parse --max-connections: a number >= 1, 'auto' (from the open files limit) or 'none'."""
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("none", "unlimited"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of connections: {text!r} (a number, 'auto' or 'none')"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1 connection, or 'none' for no limit")
+    return value
 
 
 def _cache_dir() -> Path:
@@ -116,6 +171,31 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\t" else repr(c)[1:-1] for c in text)
 
 
+def _brief(text: object) -> str:
+    """Peer-controlled text for a one-line message: control characters escaped, cut short."""
+    line = _printable(str(text))
+    return line if len(line) <= MAX_PRINTED else line[:MAX_PRINTED] + "..."
+
+
+def _client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of ``websock connect``; UsageError if --cafile cannot be used."""
+    if not args.uri.startswith("wss:") and args.cafile is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=args.cafile)
+    except ssl.SSLError as exc:
+        # A file that exists but holds no usable PEM certificate (DER, a key, garbage).
+        raise UsageError(
+            f"--cafile {args.cafile}: no PEM CA certificate in it ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:  # missing, a directory, unreadable
+        raise UsageError(f"--cafile {args.cafile}: {(exc.strerror or str(exc)).lower()}") from None
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 async def _echo(ws: ServerConnection) -> None:
     async for message in ws:
         await ws.send(message)
@@ -145,11 +225,13 @@ async def _run_server(args: argparse.Namespace) -> None:
         compression=compression,
         max_message_size=args.max_message_size,
         max_frame_size=args.max_frame_size,
+        max_fragments=args.max_fragments,
         max_queue=args.max_queue,
         open_timeout=args.open_timeout,
         close_timeout=args.close_timeout,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        max_connections=args.max_connections,
     )
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
@@ -174,13 +256,10 @@ async def _run_server(args: argparse.Namespace) -> None:
     await server.wait_closed()
 
 
-async def _run_client(args: argparse.Namespace) -> int:
-    context: ssl.SSLContext | None = None
-    if args.uri.startswith("wss:"):
-        context = ssl.create_default_context(cafile=args.cafile)
-        if args.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+async def _run_client(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
+    """Run ``websock connect``; return the exit status (see EXIT_FAILURE, NORMAL_CLOSE_CODES)."""
+    if not args.uri.startswith("wss:"):
+        context = None  # --cafile was checked, but TLS is not used
     compression = None if args.no_compression else [ClientPerMessageDeflateFactory()]
     try:
         ws = await connect(
@@ -190,12 +269,14 @@ async def _run_client(args: argparse.Namespace) -> int:
             max_message_size=args.max_message_size,
         )
     except ssl.SSLCertVerificationError as exc:
-        print(f"TLS certificate verification failed: {exc.verify_message or exc}", file=sys.stderr)
+        # Some TLS transports raise it without a message.
+        why = exc.verify_message or str(exc) or "the server's certificate is not trusted"
+        print(f"TLS certificate verification failed: {_brief(why)}", file=sys.stderr)
         print("hint: --cafile CA.pem to trust a development CA, or --insecure", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     except (OSError, WebSocketError, TimeoutError) as exc:
-        print(f"could not connect: {exc}", file=sys.stderr)
-        return 1
+        print(f"could not connect: {_brief(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"connected to {args.uri} (Ctrl-D to close)", file=sys.stderr, flush=True)
     lines = _stdin_lines(asyncio.get_running_loop())
 
@@ -207,15 +288,18 @@ async def _run_client(args: argparse.Namespace) -> int:
         except ConnectionClosed:
             pass  # print_messages() reports it
 
+    closed: ConnectionClosed | None = None
+
     async def print_messages() -> None:
+        nonlocal closed
         try:
             async for message in ws:
                 if isinstance(message, str):
                     print(f"< {_printable(message)}", flush=True)
                 else:
                     print(f"< ({len(message)} bytes) {message[:64].hex()}", flush=True)
-        except ConnectionClosed as exc:
-            print(f"connection closed: {exc}", file=sys.stderr)
+        except ConnectionClosed as exc:  # not a normal close (those end the loop quietly)
+            closed = exc  # reported once, below
 
     sender = asyncio.ensure_future(read_stdin())
     try:
@@ -223,9 +307,22 @@ async def _run_client(args: argparse.Namespace) -> int:
     finally:
         sender.cancel()
         await ws.close()
-    code = ws.close_code
-    print(f"connection closed: {code} {ws.close_reason or ''}".rstrip(), file=sys.stderr)
-    return 0
+    print(f"connection closed: {_close_summary(ws, closed)}", file=sys.stderr)
+    if closed is not None:
+        return EXIT_FAILURE
+    return 0 if ws.close_code in NORMAL_CLOSE_CODES else EXIT_FAILURE
+
+
+def _close_summary(ws: ClientConnection, error: ConnectionClosed | None) -> str:
+    """Close code, its meaning and the reason: the peer's, else ours if the peer sent none."""
+    if error is None:
+        code, reason, note = ws.close_code or CloseCode.ABNORMAL_CLOSURE, ws.close_reason, ""
+    else:
+        code, reason = error.code, error.reason
+        # We failed the connection (a message too big, invalid data ...): after that nothing
+        # from the peer is read, its Close included (RFC 6455 7.1.7), so the code is ours.
+        note = " (sent by this client)" if error.rcvd is None and error.sent else ""
+    return f"{Close(code, _brief(reason or ''))}{note}"
 
 
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
@@ -288,10 +385,17 @@ def _parser() -> argparse.ArgumentParser:
         help="largest frame accepted (default: bounded by --max-message-size)",
     )
     s.add_argument(
+        "--max-fragments",
+        type=_size,
+        default=DEFAULT_MAX_FRAGMENTS,
+        help="most frames in one message (default 262144; 'none' = no limit)",
+    )
+    s.add_argument(
         "--max-queue",
-        type=int,
+        type=_queue,
         default=DEFAULT_MAX_QUEUE,
-        help="received messages buffered before reading pauses (default 16)",
+        help="received messages buffered before reading pauses: MESSAGES[,BYTES] "
+        "(default 16,1M; 'none' = no limit)",
     )
     s.add_argument(
         "--open-timeout",
@@ -316,6 +420,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=DEFAULT_PING_TIMEOUT,
         help="seconds, 0 = off (default 20)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=_max_connections,
+        default="auto",
+        metavar="N",
+        help="connections served at once; beyond, new ones get 503 (default 'auto': 90%% of "
+        "the open files limit, ulimit -n; 'none' = no limit)",
     )
     s.add_argument("--no-compression", action="store_true", help="turn permessage-deflate off")
     s.add_argument(
@@ -360,7 +472,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     try:
-        return asyncio.run(_run_client(args))
+        context = _client_context(args)
+    except UsageError as exc:
+        print(f"websock: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_run_client(args, context))
     except KeyboardInterrupt:
         return 130
 

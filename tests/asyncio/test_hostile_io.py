@@ -65,7 +65,7 @@ async def test_ping_flood_while_write_buffer_full_costs_one_pong() -> None:
     conn, transport = open_connection()
     conn.pause_writing()  # what the transport calls when its buffer is above the mark
     before = len(transport.out)
-    pings = b"".join(client_frame(Opcode.PING, b"%08d" % i) for i in range(10_000))
+    pings = b"".join(client_frame(Opcode.PING, f"{i:08d}".encode()) for i in range(10_000))
     read(conn, pings)  # what was in flight when reading paused
     assert transport.out[before:] == []  # no Pong queued while the buffer is full
     conn.resume_writing()
@@ -153,7 +153,7 @@ async def test_max_queue_int_keeps_the_default_byte_bound() -> None:
 async def test_close_reads_past_a_full_queue_to_find_the_peers_close() -> None:
     """close() with a full queue: what does not fit is dropped, the peer's Close is found."""
     conn, transport = open_connection(max_queue=(2, None))
-    data = b"".join(client_frame(Opcode.TEXT, b"m%d" % i) for i in range(50))
+    data = b"".join(client_frame(Opcode.TEXT, f"m{i}".encode()) for i in range(50))
     read(conn, data + client_frame(Opcode.CLOSE, b"\x03\xe8"))
     assert conn._messages is not None and len(conn._messages) == 2
     close = asyncio.ensure_future(conn.close())
@@ -168,11 +168,11 @@ async def test_close_reads_past_a_full_queue_to_find_the_peers_close() -> None:
 
 async def test_eof_while_input_is_held_loses_no_message() -> None:
     conn, transport = open_connection(max_queue=(2, None))
-    read(conn, b"".join(client_frame(Opcode.TEXT, b"m%d" % i) for i in range(6)))
+    read(conn, b"".join(client_frame(Opcode.TEXT, f"m{i}".encode()) for i in range(6)))
     conn.eof_received()
     conn.connection_lost(None)
     received = [await asyncio.wait_for(conn.recv(), 5) for _ in range(6)]
-    assert received == ["m%d" % i for i in range(6)]
+    assert received == [f"m{i}" for i in range(6)]
     with pytest.raises(ConnectionClosedError):
         await asyncio.wait_for(conn.recv(), 5)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ..exceptions import InvalidHandshake
 from ..protocol import connection as core
-from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
@@ -61,6 +61,7 @@ class ClientConnection(Connection):
             core.Role.CLIENT,
             max_message_size=options["max_message_size"],
             max_frame_size=options["max_frame_size"],
+            max_fragments=options["max_fragments"],
             max_queue=options["max_queue"],
             write_limit=options["write_limit"],
             close_timeout=options["close_timeout"],
@@ -129,7 +130,9 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
     - ``compression``: ``"deflate"`` (default: offer permessage-deflate), None, or a list of
       extension factories.
     - Limits: ``max_message_size`` (1 MiB; None = unlimited), ``max_frame_size``,
-      ``max_queue`` (16), ``write_limit`` (64 KiB or ``(high, low)``),
+      ``max_fragments`` (262,144 frames per message), ``max_queue`` (``(messages, bytes)``,
+      default ``(16, 1 MiB)``; an int sets the count), ``write_limit`` (64 KiB or
+      ``(high, low)``),
       ``max_handshake_size`` (16 KiB), ``max_headers`` (128).
     - Timeouts (seconds, None to disable): ``open_timeout`` (10: TCP, TLS and HTTP upgrade
       together), ``close_timeout`` (10), ``ping_interval`` (20), ``ping_timeout`` (20).
@@ -152,7 +155,8 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         # Limits
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
-        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+        max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
         max_handshake_size: int | None = MAX_HEAD_SIZE,
         max_headers: int | None = MAX_HEADERS,
@@ -182,6 +186,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         self._options: dict[str, Any] = {
             "max_message_size": max_message_size,
             "max_frame_size": max_frame_size,
+            "max_fragments": max_fragments,
             "max_queue": max_queue,
             "write_limit": write_limit,
             "close_timeout": close_timeout,

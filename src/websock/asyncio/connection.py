@@ -716,9 +716,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         pending = _tls_pending(transport) if self._tls else transport.get_write_buffer_size() > 0
         if pending and (deadline is None or self.loop.time() < deadline):
-            self._close_timer = self.loop.call_later(
-                CLOSE_GRACE, self._close_expired, deadline
-            )
+            self._close_timer = self.loop.call_later(CLOSE_GRACE, self._close_expired, deadline)
             return
         transport.abort()
 

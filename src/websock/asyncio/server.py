@@ -13,20 +13,21 @@ from typing import Any, Literal
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol import connection as core
-from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from ..protocol.handshake import USER_AGENT, ServerHandshake
+from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
 from ..protocol.http import (
     MAX_HEAD_SIZE,
     MAX_HEADERS,
     Headers,
     Request,
     Response,
+    excerpt,
     serialize_response,
 )
 from . import transports
-from .connection import Connection
+from .connection import DEFAULT_MAX_QUEUE_BYTES, Connection
 
 __all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
 
@@ -38,9 +39,10 @@ ProcessRequest = Callable[
 ]
 
 # Defaults, each with its reason:
-# 16 messages: enough to absorb a burst while the handler works, small enough that a
-# stalled handler holds at most 16 x max_message_size before reading pauses (websockets' value).
-DEFAULT_MAX_QUEUE = 16
+# 16 messages (websockets' value) and 1 MiB: enough to absorb a burst while the handler
+# works, small enough that a stalled handler holds at most 1 MiB plus one message before the
+# core stops parsing and reading pauses (docs/dos-budget.md).
+DEFAULT_MAX_QUEUE: tuple[int | None, int | None] = (16, DEFAULT_MAX_QUEUE_BYTES)
 # 64 KiB high-water mark: a few TCP windows; send() waits beyond it, so a slow reader cannot
 # make us buffer without bound (asyncio's default is the same).
 DEFAULT_WRITE_LIMIT = 65536
@@ -52,6 +54,39 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 # 30-60 s); a peer that does not answer within 20 s is considered dead.
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
+# max_connections="auto": 90% of the soft limit on open files (RLIMIT_NOFILE) when serve()
+# is called, keeping at least 32 descriptors for everything else. File descriptors, not
+# memory, are what runs out first: an idle connection costs ~7 KiB of Python objects (plus
+# kernel socket buffers), 10,000 of them ~70 MB, while the soft limit is often 1,024. Past
+# that limit accept() fails with EMFILE: asyncio logs an error, stops accepting for a
+# second, and every new client, good or bad, waits in the listen backlog until it times
+# out. Below it, the server answers 503 at once and the connections it holds keep working.
+# The tenth kept back is for the listening sockets, the application's own files and
+# connections, and the sockets accepted only to be answered 503. The limit follows the one
+# the operator configured (ulimit -n, LimitNOFILE=) rather than a fixed number that would
+# be too high for a 1,024 limit and too low for a large server; unlimited (None) where
+# there is no such limit (Windows, RLIM_INFINITY). Pass a number or None to choose.
+MAX_CONNECTIONS_RESERVE = 32
+# Retry-After on a 503 for max_connections: WebSocket connections are long-lived, so a full
+# server rarely has a free slot within a second; a short hint would only multiply retries
+# against it (clients should add jitter; browsers ignore the header anyway).
+REFUSED_RETRY_AFTER = 5
+# A connection refused with 503 is closed once its request head has arrived (closing with
+# unread data makes the kernel send RST, which can destroy the response in flight), or
+# after this many seconds (at most open_timeout) if it does not come.
+REFUSED_LINGER = 1.0
+
+
+def default_max_connections() -> int | None:
+    """The limit ``max_connections="auto"`` stands for, from RLIMIT_NOFILE (see above)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    return max(1, soft - max(MAX_CONNECTIONS_RESERVE, soft // 10))
 
 
 def _compression_factories(
@@ -75,9 +110,11 @@ class ServerConnection(Connection):
     """
 
     __slots__ = (
+        "_admitted",
         "_handler_task",
         "_handshake",
         "_open_timer",
+        "_refused",
         "request",
         "response",
         "response_headers",
@@ -90,6 +127,7 @@ class ServerConnection(Connection):
             core.Role.SERVER,
             max_message_size=opts["max_message_size"],
             max_frame_size=opts["max_frame_size"],
+            max_fragments=opts["max_fragments"],
             max_queue=opts["max_queue"],
             write_limit=opts["write_limit"],
             close_timeout=opts["close_timeout"],
@@ -111,13 +149,53 @@ class ServerConnection(Connection):
         )
         self._open_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
+        self._admitted = False  # counted in server._open_count until connection_lost()
+        self._refused = False  # answered 503: over max_connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if not self.server._admit(self):
+            self._refuse()
+            return
+        self._admitted = True
         self.server._connections.add(self)
         timeout = self.server._options["open_timeout"]
         if timeout is not None:
             self._open_timer = self.loop.call_later(timeout, self._open_timed_out)
+
+    def _refuse(self) -> None:
+        """Answer 503 at once, without reading the request; close once it has arrived."""
+        assert self.transport is not None
+        response = self._handshake.reject(
+            503,
+            "server at capacity: try again later\n",
+            {"Retry-After": str(REFUSED_RETRY_AFTER)},
+        )
+        self._refused = True
+        self.response = response
+        self.transport.write(serialize_response(response))
+        linger = REFUSED_LINGER
+        timeout = self.server._options["open_timeout"]
+        if timeout is not None:
+            linger = min(linger, timeout)
+        self._open_timer = self.loop.call_later(linger, self._refused_close)
+
+    def _refused_data(self, data: bytes) -> None:
+        """Read (and drop) the refused client's request, then close: see REFUSED_LINGER."""
+        if self._open_timer is None:
+            return  # already closing
+        try:
+            if self._handshake.receive_data(data) is None:
+                return  # the head is not complete yet
+        except InvalidHandshake:
+            pass  # malformed or too large: nothing more worth waiting for
+        self._refused_close()
+
+    def _refused_close(self) -> None:
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        self._close_tcp()
 
     def _open_timed_out(self) -> None:
         if self.protocol is None and not self._lost and self.transport is not None:
@@ -127,6 +205,10 @@ class ServerConnection(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._open_timer is not None:
             self._open_timer.cancel()
+        if self._admitted:
+            # Before waking anyone up (connection_lost_waiter): the slot is free now.
+            self._admitted = False
+            self.server._release()
         super().connection_lost(exc)
         if self._handler_task is None or self._handler_task.done():
             self.server._connections.discard(self)
@@ -134,6 +216,9 @@ class ServerConnection(Connection):
     def data_received(self, data: bytes) -> None:
         if self.protocol is not None:
             self._receive(data)
+            return
+        if self._refused:
+            self._refused_data(data)
             return
         if self.request is not None:
             # An async process_request hook is running and reading is paused; keep any
@@ -156,9 +241,8 @@ class ServerConnection(Connection):
         # requests (a health check); _accept() validates when the hook returns None.
         try:
             result = hook(self, request)
-        except Exception:
-            logger.exception("process_request hook raised")
-            self._send_response(self._handshake.reject(500, "internal server error\n"))
+        except Exception as exc:
+            self._hook_failed(exc)
             return
         if inspect.isawaitable(result):
             assert self.transport is not None
@@ -170,9 +254,8 @@ class ServerConnection(Connection):
     async def _await_hook(self, result: Awaitable[Response | None]) -> None:
         try:
             response = await result
-        except Exception:
-            logger.exception("process_request hook raised")
-            self._send_response(self._handshake.reject(500, "internal server error\n"))
+        except Exception as exc:
+            self._hook_failed(exc)
             return
         except asyncio.CancelledError:
             # Server shutdown gave up on the hook: drop the connection.
@@ -191,30 +274,66 @@ class ServerConnection(Connection):
             assert self.transport is not None
             self.transport.resume_reading()
 
+    def _hook_failed(self, exc: Exception) -> None:
+        """The process_request hook raised: log it (with its traceback) and answer 500."""
+        logger.error(
+            "process_request hook raised %s: %s; answering 500",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        self._send_response(self._response_500())
+
+    def _response_500(self) -> Response:
+        return self._handshake.reject(500, "internal server error\n")
+
     def _after_hook(self, response: Response | None) -> None:
-        if response is not None:
-            self._send_response(response)
-        else:
+        if response is None:
             self._accept()
+            return
+        if not isinstance(response, Response):
+            logger.error(
+                "process_request returned %s, not a Response or None; answering 500",
+                type(response).__name__,
+            )
+            response = self._response_500()
+        self._send_response(response)
 
     def respond(
         self, status: int, text: str = "", headers: Mapping[str, str] | None = None
     ) -> Response:
-        """Build an HTTP response for ``process_request`` to return instead of upgrading."""
+        """Build an HTTP response for ``process_request`` to return instead of upgrading.
+
+        ``status`` must be a final HTTP status, from 200 to 599 (a 1xx is not an answer):
+        anything else raises :class:`ValueError`, so the hook fails where the mistake is and
+        the client gets a 500.
+        """
         if self.protocol is not None:
             raise InvalidState("respond() is for process_request, before the upgrade")
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError(f"invalid HTTP status {status!r} for respond(): must be 200-599")
         return self._handshake.reject(status, text, headers)
 
     def _reject(self, exc: InvalidHandshake) -> None:
         logger.info(
-            "rejected opening handshake from %s: %d %s", self.remote_address, exc.status, exc
+            "rejected opening handshake from %s: %d %s",
+            self.remote_address,
+            exc.status,
+            excerpt(str(exc), MAX_ERROR_TEXT),
         )
         self._send_response(self._handshake.response_for_error(exc))
 
     def _send_response(self, response: Response) -> None:
+        try:
+            data = serialize_response(response)
+        except (ValueError, TypeError) as exc:
+            # A response built by the application (process_request) that HTTP cannot carry.
+            logger.error("invalid HTTP response to %s: %s; answering 500", self.remote_address, exc)
+            response = self._response_500()
+            data = serialize_response(response)
         self.response = response
         if self.transport is not None and not self._lost:
-            self.transport.write(serialize_response(response))
+            self.transport.write(data)
             self._close_tcp()
 
     def _accept(self) -> None:
@@ -256,14 +375,14 @@ class ServerConnection(Connection):
         protocol = self.protocol
         if error is not None and not isinstance(error, ConnectionClosed):
             logger.error("connection handler failed", exc_info=error)
-            if not self._lost and protocol is not None and protocol.close_sent is None:
-                protocol.fail(1011)  # no internal details on the wire
-                self._flush()
-                self._start_close_timer()
-        elif not self._lost and protocol is not None:
+        if not self._lost and protocol is not None:
             if protocol.close_sent is None and protocol.state is core.State.OPEN:
-                protocol.send_close(1000)
+                # A closing handshake, not a failure: the peer did nothing wrong, and its
+                # Close is still read (past a queue the handler left full).
+                failed = error is not None and not isinstance(error, ConnectionClosed)
+                protocol.send_close(1011 if failed else 1000)  # no details on the wire
                 self._flush()
+                self._expect_peer_close()
             elif self._terminal is not None and not self._terminal_done:
                 self._act_on_terminal()
             self._start_close_timer()
@@ -272,7 +391,11 @@ class ServerConnection(Connection):
 
 
 class Server:
-    """A listening WebSocket server. Created by :func:`serve`."""
+    """A listening WebSocket server. Created by :func:`serve`.
+
+    ``max_connections`` is the limit in force (None: unlimited) and
+    :attr:`rejected_connections` counts the connections refused with 503 because of it.
+    """
 
     def __init__(self, handler: Handler, options: dict[str, Any]) -> None:
         self._handler = handler
@@ -281,6 +404,41 @@ class Server:
         self._connections: set[ServerConnection] = set()
         self._closing = False
         self._closed = asyncio.get_running_loop().create_future()
+        #: The most TCP connections served at once (None: no limit); see :func:`serve`.
+        self.max_connections: int | None = options["max_connections"]
+        # TCP (and TLS) connections admitted and not yet lost, opening handshakes included:
+        # what max_connections limits. Not len(_connections), which also keeps connections
+        # whose handler is still running after TCP closed.
+        self._open_count = 0
+        self._rejected = 0
+        self._next_capacity_warning = 0.0
+        self._release_tls_errors: Callable[[], None] | None = None
+
+    @property
+    def rejected_connections(self) -> int:
+        """How many connections were answered 503 because ``max_connections`` was reached."""
+        return self._rejected
+
+    def _admit(self, conn: ServerConnection) -> bool:
+        limit = self.max_connections
+        if limit is None or self._open_count < limit:
+            self._open_count += 1
+            return True
+        self._rejected += 1
+        logger.debug("refused connection from %s: max_connections reached", conn.remote_address)
+        now = conn.loop.time()
+        if now >= self._next_capacity_warning:
+            # At most once a minute: a full server refuses every new connection.
+            self._next_capacity_warning = now + 60.0
+            logger.warning(
+                "max_connections (%d) reached: answering new connections 503 (%d refused so far)",
+                limit,
+                self._rejected,
+            )
+        return False
+
+    def _release(self) -> None:
+        self._open_count -= 1
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -309,9 +467,22 @@ class Server:
             # only then: bound the TLS handshake by open_timeout too (asyncio's default
             # is 60 s, during which a silent client holds a socket).
             kwargs = {"ssl_handshake_timeout": timeout, **kwargs}
-        self._server = await transports.create_server(
-            loop, lambda: ServerConnection(self), host, port, **kwargs
-        )
+        if kwargs.get("ssl") is not None:
+            # Failed TLS handshakes are reported to the loop's exception handler, by some
+            # transports as a traceback that cannot even be formatted: one INFO line each.
+            self._release_tls_errors = transports.contain_tls_errors(loop, ServerConnection, logger)
+        try:
+            self._server = await transports.create_server(
+                loop, lambda: ServerConnection(self), host, port, **kwargs
+            )
+        except BaseException:
+            self._stop_containing_tls_errors()
+            raise
+
+    def _stop_containing_tls_errors(self) -> None:
+        if self._release_tls_errors is not None:
+            self._release_tls_errors()
+            self._release_tls_errors = None
 
     def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, send Close ``code`` to every connection, and finish in the background.
@@ -346,6 +517,8 @@ class Server:
                 await asyncio.wait(pending, timeout=1)
         if self._server is not None:
             await self._server.wait_closed()
+        # Only now: TLS handshakes accepted before close() may still be failing until here.
+        self._stop_containing_tls_errors()
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -397,15 +570,34 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       (e.g. ``[ServerPerMessageDeflateFactory(compression_level=1)]``).
     - Limits: ``max_message_size`` (default 1 MiB after decompression; None = unlimited;
       exceeding it closes with 1009), ``max_frame_size`` (None: bounded by the message
-      size), ``max_queue`` (received messages buffered before reading pauses, 16),
+      size), ``max_fragments`` (frames per message, 262,144; beyond: 1009),
+      ``max_queue`` (received messages buffered before reading pauses: ``(messages,
+      bytes)``, default ``(16, 1 MiB)``; an int sets the count and keeps 1 MiB; the core
+      stops parsing, so compressed messages stay compressed, until the application
+      consumes the queue down to a quarter),
       ``write_limit`` (write buffer high-water mark in bytes, or ``(high, low)``; 64 KiB),
       ``max_handshake_size`` (request head bytes, 16 KiB; beyond it: 431),
       ``max_headers`` (128).
     - Timeouts (seconds, None to disable): ``open_timeout`` (10), ``close_timeout`` (10),
       ``ping_interval`` (20) and ``ping_timeout`` (20): a peer that leaves a keepalive
       ping unanswered is closed with 1011.
+    - ``max_connections``: the most TCP connections served at once, those still in the
+      opening handshake included (not those still in the TLS handshake, which the server
+      does not see yet; ``open_timeout`` bounds that). Beyond it a new connection is
+      answered ``503 Service Unavailable`` with ``Retry-After: 5``, closed cleanly, and
+      counted in :attr:`Server.rejected_connections`; the others are not disturbed.
+      ``"auto"`` (default): 90% of the soft limit on open files (``ulimit -n``) when
+      ``serve()`` is called, so that the server answers 503 rather than run out of file
+      descriptors and stop accepting (unlimited where there is no such limit); an int
+      sets it; None: no limit. An idle connection costs about 7 KiB besides its socket.
     - ``server_header``: the Server header value, None to omit it.
     - Anything else in ``create_server_kwargs`` goes to :meth:`loop.create_server`.
+
+    Over TLS, a handshake that fails (the client rejects our certificate, a port check
+    connects and closes) is logged on ``websock.server`` at INFO, with the peer's address,
+    where the transport reports it (aiofastnet's does; asyncio's and uvloop's drop such
+    errors silently). The loop's exception handler is wrapped for this while the server
+    runs; whatever does not concern the server's connections goes to the previous one.
     """
 
     def __init__(
@@ -423,7 +615,8 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         # Limits
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
-        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+        max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
         max_handshake_size: int | None = MAX_HEAD_SIZE,
         max_headers: int | None = MAX_HEADERS,
@@ -432,9 +625,20 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        max_connections: int | None | Literal["auto"] = "auto",
         server_header: str | None = USER_AGENT,
         create_server_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        if max_connections == "auto":
+            max_connections = default_max_connections()
+        elif max_connections is not None and (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(
+                f"max_connections must be an int >= 1, None or 'auto', got {max_connections!r}"
+            )
         self._handler = handler
         self._host = host
         self._port = port
@@ -450,6 +654,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
             "extensions": _compression_factories(compression),
             "max_message_size": max_message_size,
             "max_frame_size": max_frame_size,
+            "max_fragments": max_fragments,
             "max_queue": max_queue,
             "write_limit": write_limit,
             "max_handshake_size": max_handshake_size,
@@ -459,6 +664,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
             "server_header": server_header,
+            "max_connections": max_connections,
         }
         self._server: Server | None = None
 

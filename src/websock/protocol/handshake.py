@@ -60,6 +60,7 @@ from .http import (
     HeadReader,
     Request,
     Response,
+    excerpt,
     serialize_request,
 )
 from .uri import WebSocketURI
@@ -78,6 +79,7 @@ __all__ = [
     "build_subprotocol_header",
     "ServerHandshake",
     "ClientHandshake",
+    "MAX_ERROR_TEXT",
 ]
 
 #: The magic string of RFC 6455 section 1.3.
@@ -95,6 +97,11 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 _PROTOCOL = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?")
 
 HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+# Longest error text sent in a response body: our own messages are shorter, and quote peer
+# input through excerpt(); this also bounds messages raised by extension factories, which
+# may quote an offer's parameters.
+MAX_ERROR_TEXT = 256
 
 
 def accept_key(key: str) -> str:
@@ -358,7 +365,9 @@ class ServerHandshake:
         allowed), 400 (anything else).
         """
         if request.method != "GET":
-            raise InvalidHandshake(f"unsupported method {request.method}: expected GET", 405)
+            raise InvalidHandshake(
+                f"unsupported method {excerpt(request.method)}: expected GET", 405
+            )
         if not request.target.startswith("/"):
             raise InvalidHandshake("request target must be an absolute path", 400)
         headers = request.headers
@@ -481,7 +490,8 @@ class ServerHandshake:
         """The response answering a failed handshake: ``exc.status`` and ``str(exc)``.
 
         A 426 carries ``Upgrade: websocket`` and ``Sec-WebSocket-Version: 13``; a 405
-        carries ``Allow: GET``.
+        carries ``Allow: GET``. The text is cut at :data:`MAX_ERROR_TEXT` characters and its
+        control characters escaped (see :func:`~websock.protocol.http.excerpt`).
         """
         extra = Headers()
         if exc.status == 426:
@@ -489,7 +499,7 @@ class ServerHandshake:
             extra.add("Sec-WebSocket-Version", "13")
         elif exc.status == 405:
             extra.add("Allow", "GET")
-        return self.reject(exc.status, f"{exc}\n", extra)
+        return self.reject(exc.status, excerpt(str(exc), MAX_ERROR_TEXT) + "\n", extra)
 
 
 class ClientHandshake:
@@ -613,7 +623,7 @@ class ClientHandshake:
         for value in headers.get_all("Sec-WebSocket-Extensions"):
             for name, params in parse_extension_header(value):
                 if any(ext.name == name for ext in extensions):
-                    raise NegotiationError(f"extension {name} accepted twice")
+                    raise NegotiationError(f"extension {excerpt(name)} accepted twice")
                 extensions.append(self._accept_extension(name, params, extensions))
 
         subprotocol: str | None = None
@@ -624,7 +634,7 @@ class ClientHandshake:
                 raise NegotiationError("server chose more than one subprotocol")
             if protocols[0] not in self.subprotocols:
                 raise NegotiationError(
-                    f"server chose a subprotocol we did not offer: {protocols[0]}"
+                    f"server chose a subprotocol we did not offer: {excerpt(protocols[0])}"
                 )
             subprotocol = protocols[0]
 
@@ -644,4 +654,4 @@ class ClientHandshake:
                 error = exc
         if error is not None:
             raise error
-        raise NegotiationError(f"server accepted an extension we did not offer: {name}")
+        raise NegotiationError(f"server accepted an extension we did not offer: {excerpt(name)}")

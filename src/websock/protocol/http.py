@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from sys import intern
 
 from ..exceptions import InvalidHandshake, InvalidState
 
@@ -35,6 +34,8 @@ __all__ = [
     "HeadReader",
     "MAX_HEAD_SIZE",
     "MAX_HEADERS",
+    "EXCERPT_LENGTH",
+    "excerpt",
 ]
 
 # Total size of a head, start line and final blank line included. h11 uses the same 16 KiB
@@ -54,6 +55,97 @@ _BAD_VALUE_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
+
+# Header names that nearly every handshake repeats, shared by all parsed requests: a server
+# keeps each connection's request for the connection's lifetime, so an idle connection holds
+# references to these constants rather than its own copies. Not sys.intern(): names come
+# from the peer, and interned strings are immortal from Python 3.12 on, so interning them
+# let any client grow the server's memory for good (10,000 rejected requests with unique
+# names: +396 MB that was never freed). A name outside this table stays an ordinary string,
+# freed with its request.
+_COMMON_NAMES = (
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Accept",
+    "Origin",
+    "User-Agent",
+    "Cookie",
+    "Authorization",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Cache-Control",
+    "Pragma",
+    "Referer",
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+    "X-Real-IP",
+    "X-Request-ID",
+    "Via",
+    "DNT",
+    "Sec-Fetch-Dest",
+    "Sec-Fetch-Mode",
+    "Sec-Fetch-Site",
+    "Sec-CH-UA",
+    "Sec-CH-UA-Mobile",
+    "Sec-CH-UA-Platform",
+    "Server",
+    "Date",
+    "Set-Cookie",
+    "Content-Type",
+    "Content-Length",
+    "Transfer-Encoding",
+    "WWW-Authenticate",
+    "Location",
+    "Retry-After",
+    "Allow",
+)
+# Each name as the RFCs spell it, lowercase (HTTP/2 gateways, the lookup keys) and
+# capitalized per word (Go's net/http spelling: "Sec-Websocket-Key"), mapped to itself.
+_SHARED_NAMES: dict[str, str] = {
+    spelling: spelling
+    for name in _COMMON_NAMES
+    for spelling in (
+        name,
+        name.lower(),
+        "-".join(part.capitalize() for part in name.split("-")),
+    )
+}
+
+
+def _shared(name: str) -> str:
+    """``name``, or the equal constant from the table of common names."""
+    return _SHARED_NAMES.get(name, name)
+
+
+# Peer input quoted in an error message (response body, log line, exception) is cut to this
+# many characters: enough to recognise it, too little to let a peer make every rejection
+# cost a copy of its request (a 405 used to repeat an 8 KiB method verbatim).
+EXCERPT_LENGTH = 64
+
+
+def excerpt(text: str, limit: int = EXCERPT_LENGTH) -> str:
+    """``text`` made safe to quote in an error message or a log line.
+
+    Characters that are not printable (C0 and C1 controls, DEL, line and paragraph
+    separators ...) are written as Python escapes (``\\x1b``), so peer data cannot forge
+    log lines or drive a terminal; the result is cut after ``limit`` characters of
+    ``text``, with ``...`` appended when something was cut.
+    """
+    cut = len(text) > limit
+    if cut:
+        text = text[:limit]
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text + "..." if cut else text
 
 
 def _check_name(name: str) -> None:
@@ -124,14 +216,14 @@ class Headers:
         _check_name(name)
         _check_value(name, value)
         self._items.append((name, value))
-        self._keys.append(intern(name.lower()))
+        self._keys.append(_shared(name.lower()))
 
     def _add_parsed(self, name: str, value: str) -> None:
         """Append a field the parser has already validated."""
-        # Interned: every connection's request repeats the same few names, and a server
-        # keeps each connection's request for its lifetime.
-        self._items.append((intern(name), value))
-        self._keys.append(intern(name.lower()))
+        # Common names are replaced by shared constants (see _SHARED_NAMES); never
+        # interned, since they come from the peer.
+        self._items.append((_shared(name), value))
+        self._keys.append(_shared(name.lower()))
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; an empty list when it is absent."""
@@ -179,7 +271,7 @@ class Headers:
                 kept.append(item)
         kept.insert(position, (name, value))
         self._items = kept
-        self._keys = [intern(n.lower()) for n, _ in kept]
+        self._keys = [_shared(n.lower()) for n, _ in kept]
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
@@ -187,7 +279,7 @@ class Headers:
             raise KeyError(name)
         kept = [item for k, item in zip(self._keys, self._items, strict=True) if k != key]
         self._items = kept
-        self._keys = [intern(n.lower()) for n, _ in kept]
+        self._keys = [_shared(n.lower()) for n, _ in kept]
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
