@@ -157,7 +157,9 @@ async def test_close_reads_past_a_full_queue_to_find_the_peers_close() -> None:
     read(conn, data + client_frame(Opcode.CLOSE, b"\x03\xe8"))
     assert conn._messages is not None and len(conn._messages) == 2
     close = asyncio.ensure_future(conn.close())
-    for _ in range(3):  # close() runs, then the corked write goes out
+    for _ in range(100):  # a queue's worth of held input per loop iteration
+        if transport.eof_written:
+            break
         await asyncio.sleep(0)
     assert conn.protocol is not None and conn.protocol.close_rcvd is not None
     assert transport.out[-1] == b"\x88\x02\x03\xe8" and transport.eof_written

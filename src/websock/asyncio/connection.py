@@ -64,6 +64,7 @@ from ..exceptions import (
 from ..protocol import connection as core
 from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
+from . import transports
 from .waiter import Waiter, can_run_inline
 
 __all__ = ["Connection", "Data", "DEFAULT_MAX_QUEUE_BYTES", "CLOSE_GRACE", "TLS_CLOSE_GRACE"]
@@ -180,6 +181,7 @@ class Connection(asyncio.BufferedProtocol):
         "_reading_direct",
         "_reading_paused",
         "_recv_waiter",
+        "_resume_handle",
         "_role",
         "_send_in_progress",
         "_terminal",
@@ -267,6 +269,7 @@ class Connection(asyncio.BufferedProtocol):
         # Created on the first event: an empty deque costs ~600 bytes per idle connection.
         self._messages: deque[Data] | None = None
         self._recv_waiter: Waiter | None = None
+        self._resume_handle: asyncio.Handle | None = None
         self._reading_paused = False  # by the receive queue (or input the core holds)
         self._draining = False  # TCP half-closed by us: input is dropped until EOF
         self._drop_overflow = False  # close() called: messages beyond a full queue are dropped
@@ -421,28 +424,37 @@ class Connection(asyncio.BufferedProtocol):
         room = None if max_queue is None else max_queue - len(messages)
         room_bytes = None if max_bytes is None else max_bytes - self._queued_bytes
         if self._drop_overflow:
-            # One message at a time at least: what does not fit is dropped (see close()).
-            room = None if room is None else max(room, 1)
-            room_bytes = None if room_bytes is None else max(room_bytes, 1)
+            # A queue's worth at a time: what does not fit is dropped (see close()).
+            room = None if room is None else max(room, max_queue or 1)
+            room_bytes = None if room_bytes is None else max(room_bytes, max_bytes or 1)
         protocol.set_receive_room(room, room_bytes)
 
     def _process_events(self, protocol: core.Connection) -> None:
-        while True:
-            events = protocol.events_received()
-            if events:
-                self._dispatch(events)
-            if not protocol.receiving_held:
-                break
-            if not self._queue_has_room():
-                # The queue is full and the core keeps the rest of the input: stop reading
-                # until the application catches up (recv() gives room again).
-                if not self._reading_paused:
-                    self._reading_paused = True
-                    self._apply_reading()
-                break
-            # The application consumed messages meanwhile (or close() drops the overflow).
-            self._set_room(protocol)
+        events = protocol.events_received()
+        if events:
+            self._dispatch(events)
+        if protocol.receiving_held:
+            # The queue is full and the core keeps the rest of the input: stop reading
+            # until the application catches up (recv() gives room again).
+            if not self._reading_paused:
+                self._reading_paused = True
+                self._apply_reading()
+            if self._queue_has_room():
+                # The application consumed messages meanwhile (or close() drops the
+                # overflow): go on, but in a callback of its own (see _schedule_resume).
+                self._schedule_resume()
         self._flush()
+
+    def _schedule_resume(self) -> None:
+        """Parse held input at the next loop iteration rather than now.
+
+        Held input can be a whole read of compressed messages (~260 x 1 MB in 256 KiB):
+        parsing it batch after batch in one callback, while the application consumes each
+        batch inline, would hold the event loop for seconds and starve every other
+        connection. One batch (a queue's worth) per loop iteration keeps them served.
+        """
+        if self._resume_handle is None:
+            self._resume_handle = self.loop.call_soon(self._resume_receiving)
 
     def _queue_has_room(self) -> bool:
         return self._drop_overflow or self._queue_has_room_ignoring_close()
@@ -463,6 +475,10 @@ class Connection(asyncio.BufferedProtocol):
 
     def _resume_receiving(self) -> None:
         """The queue drained to its low-water mark: parse held input, then read again."""
+        handle = self._resume_handle
+        if handle is not None:
+            handle.cancel()
+            self._resume_handle = None
         self._reading_paused = False
         protocol = self.protocol
         if protocol is not None and protocol.receiving_held:
@@ -472,6 +488,7 @@ class Connection(asyncio.BufferedProtocol):
             except Exception as exc:
                 self._internal_error(exc)
         self._apply_reading()
+        self._wake_reader()  # recv() re-checks (events may have been none: EOF, say)
 
     def _internal_error(self, exc: Exception) -> None:
         """A bug in websock (an unexpected exception while handling input): Close 1011.
@@ -558,7 +575,7 @@ class Connection(asyncio.BufferedProtocol):
             if transport.is_reading():
                 transport.pause_reading()
         elif not transport.is_reading():
-            transport.resume_reading()
+            transports.resume_reading(transport)
 
     # ------------------------------------------------------------------ events
 
@@ -694,7 +711,7 @@ class Connection(asyncio.BufferedProtocol):
             # that closing never leaves unread data that would make the kernel send RST.
             self._reading_paused = False
             if not transport.is_reading():
-                transport.resume_reading()
+                transports.resume_reading(transport)
         else:
             transport.close()
         grace = TLS_CLOSE_GRACE if self._tls else CLOSE_GRACE
@@ -792,18 +809,17 @@ class Connection(asyncio.BufferedProtocol):
                 message = messages.popleft()
                 self._queued_bytes -= len(message)
                 if self._reading_paused and self._queue_below_low():
-                    self._resume_receiving()
+                    self._schedule_resume()
                 return message
             protocol = self.protocol
             if protocol is not None and protocol.receiving_held:
-                # Empty queue, held input (the connection may even be lost): parse it.
-                self._resume_receiving()
-                if self._messages:
-                    continue
-            if self._terminal is not None and not self._terminal_done:
+                # Empty queue, held input (the connection may even be lost): it is parsed
+                # at the next loop iteration, which wakes us up.
+                self._schedule_resume()
+            elif self._terminal is not None and not self._terminal_done:
                 # Every message that preceded the Close or violation has been consumed.
                 self._act_on_terminal()
-            if self._no_more_messages():
+            if not (protocol is not None and protocol.receiving_held) and self._no_more_messages():
                 if not self._lost and self._close_timer is not None:
                     # Raise once the closing handshake is over (or close_timeout ran out),
                     # so that the exception tells how it ended: the peer's Close, if any,

@@ -272,7 +272,7 @@ class ServerConnection(Connection):
         if self.protocol is not None and not self._lost:
             # Resume only now: bytes read from here on reach the open connection.
             assert self.transport is not None
-            self.transport.resume_reading()
+            transports.resume_reading(self.transport)
 
     def _hook_failed(self, exc: Exception) -> None:
         """The process_request hook raised: log it (with its traceback) and answer 500."""

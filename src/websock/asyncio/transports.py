@@ -33,7 +33,13 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-__all__ = ["create_server", "create_connection", "fast_tls_available", "contain_tls_errors"]
+__all__ = [
+    "create_server",
+    "create_connection",
+    "fast_tls_available",
+    "resume_reading",
+    "contain_tls_errors",
+]
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
@@ -236,3 +242,18 @@ def contain_tls_errors(
             loop.set_exception_handler(handler.previous)
 
     return release
+
+
+def resume_reading(transport: asyncio.BaseTransport) -> None:
+    """``transport.resume_reading()``, working around aiofastnet 1.2.0 where it falls short.
+
+    aiofastnet's TLS transport reads the socket before it decrypts what its incoming memory
+    BIO already holds: records that arrived while reading was paused (a Close behind a
+    large message, say) are processed only when more bytes come, which may be never. Its
+    ``_retry_ssl_read`` processes them, with the transport's own error handling; it is
+    scheduled, as aiofastnet's own resume would, rather than run inside our callback.
+    """
+    transport.resume_reading()  # type: ignore[attr-defined]
+    retry = getattr(transport, "_retry_ssl_read", None)
+    if retry is not None and type(transport).__module__.startswith("aiofastnet"):
+        asyncio.get_running_loop().call_soon(retry)

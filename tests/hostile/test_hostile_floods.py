@@ -1,0 +1,66 @@
+"""Attacks 1 and 2: floods from a peer that never reads, in both roles.
+
+A peer that sends and never reads must not make us buffer without bound: our Pongs (and
+echoes) pile up in the write buffer unless reading from that peer stops. Each flood lasts up
+to 10 s; it ends early once memory is over the bound (a failure) or once the target has not
+read a 64 kB chunk for 2 s (it stopped reading from the flooder: nothing more can pile up).
+
+Memory must stay under 64 MiB over the baseline and, since a loaded machine may read slowly
+(a server that buffers every Pong may then not reach 64 MiB in 10 s), also under
+8 MiB + 25% of what the target read: a server that buffers its answers grows by ~100% of it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hostile_attacks import (
+    FLOOD_BOUND_MIB,
+    FLOOD_SECONDS,
+    data_flood_client,
+    data_flood_server,
+    ping_flood_client,
+    ping_flood_server,
+)
+from hostile_harness import IMPL, AttackResult, check_echo, check_no_problems, check_rss
+
+pytestmark = pytest.mark.hostile
+
+FIXED_MIB = 8.0
+SHARE = 0.25
+
+
+def check_flood(result: AttackResult) -> None:
+    check_rss(result, FLOOD_BOUND_MIB)
+    read = result.details["sent_mib"]
+    limit = FIXED_MIB + SHARE * read
+    assert result.rss_growth_mib is not None
+    assert result.rss_growth_mib < limit, (
+        f"{result.impl}: memory grew {result.rss_growth_mib} MiB while the peer sent "
+        f"{read} MiB: buffered in proportion (limit {limit:.1f} MiB): {result.describe()}"
+    )
+
+
+async def test_ping_flood_server() -> None:
+    result = await ping_flood_server(IMPL, FLOOD_SECONDS)
+    check_no_problems(result)
+    check_flood(result)
+    check_echo(result)
+
+
+async def test_ping_flood_client() -> None:
+    result = await ping_flood_client(IMPL, FLOOD_SECONDS)
+    check_no_problems(result)
+    check_flood(result)
+
+
+async def test_data_flood_server() -> None:
+    result = await data_flood_server(IMPL, FLOOD_SECONDS)
+    check_no_problems(result)
+    check_flood(result)
+    check_echo(result)
+
+
+async def test_data_flood_client() -> None:
+    result = await data_flood_client(IMPL, FLOOD_SECONDS)
+    check_no_problems(result)
+    check_flood(result)
