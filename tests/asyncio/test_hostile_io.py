@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import struct
 import zlib
+from typing import Any
 
 import pytest
 from fakes import open_connection, read
+from rawpeer import TIMEOUT, RawClient
 
+import websock
 from websock.exceptions import ConnectionClosed, ConnectionClosedError
 from websock.protocol import connection as core
 from websock.protocol.extensions.permessage_deflate import PerMessageDeflate
@@ -278,3 +283,37 @@ async def test_role_client_fail_waits_for_server_fin() -> None:
     assert transport.out and transport.out[0][0] == 0x88  # our (masked) Close
     assert not transport.eof_written  # the server ends TCP first (RFC 6455 7.1.1)
     conn.connection_lost(None)
+
+
+# ---------------------------------------------------------------------- over loopback
+
+
+async def test_writes_after_peer_reset_are_quiet(
+    start_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that keeps sending to a peer that reset the connection gets
+    ConnectionClosed, and asyncio logs no "socket.send() raised exception"."""
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    connected = asyncio.Event()
+
+    async def handler(ws: websock.ServerConnection) -> None:
+        connected.set()
+        try:
+            for _ in range(100_000):  # bounded: ends at the first error
+                await ws.send(b"x" * 1000)
+                await asyncio.sleep(0)
+        except BaseException as exc:
+            outcome.set_result(exc)
+            raise
+        outcome.set_result(None)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        async with start_server(handler, compression=None) as running:
+            client = await RawClient.connect(running.port)
+            await asyncio.wait_for(connected.wait(), TIMEOUT)
+            sock = client.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.writer.transport.abort()  # RST
+            exc = await asyncio.wait_for(outcome, TIMEOUT)
+    assert isinstance(exc, ConnectionClosed)
+    assert "socket.send() raised exception" not in caplog.text
