@@ -435,10 +435,10 @@ class Connection(asyncio.BufferedProtocol):
             self._dispatch(events)
         if protocol.receiving_held:
             # The queue is full and the core keeps the rest of the input: stop reading
-            # until the application catches up (recv() gives room again).
-            if not self._reading_paused:
-                self._reading_paused = True
-                self._apply_reading()
+            # until the application catches up (recv() gives room again). Applied even if
+            # the flag was set already: someone else may have resumed the transport.
+            self._reading_paused = True
+            self._apply_reading()
             if self._queue_has_room():
                 # The application consumed messages meanwhile (or close() drops the
                 # overflow): go on, but in a callback of its own (see _schedule_resume).
@@ -502,6 +502,7 @@ class Connection(asyncio.BufferedProtocol):
             assert protocol is not None
             protocol.fail(CloseCode.INTERNAL_ERROR)
             self._terminal_done = True
+            self._read_after_terminal()
             self._flush_now()
         except Exception:
             self._abort_transport()
@@ -628,9 +629,17 @@ class Connection(asyncio.BufferedProtocol):
             protocol.fail(error.close_code, str(error))
         else:
             protocol.reply_to_close()
+        self._read_after_terminal()
         self._flush()
         self._start_close_timer()
         self._wake_reader()
+
+    def _read_after_terminal(self) -> None:
+        """The core drops input now: read on (paused by a full queue or not), so that the
+        peer's EOF is seen (client) and nothing unread is left when TCP closes."""
+        if self._reading_paused:
+            self._reading_paused = False
+            self._apply_reading()
 
     def _wake_reader(self, inline: bool = False) -> None:
         waiter = self._recv_waiter
@@ -943,6 +952,7 @@ class Connection(asyncio.BufferedProtocol):
             if protocol.close_sent is None and not self._lost and protocol._sending_fragmented:
                 # A half-sent message cannot be completed: the connection is unusable.
                 protocol.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
+                self._read_after_terminal()
                 self._flush()
                 self._start_close_timer()
             raise
@@ -1020,11 +1030,13 @@ class Connection(asyncio.BufferedProtocol):
             if self.transport is not None and not self._lost:
                 self.transport.close()
             return
-        if not self._lost and protocol.close_sent is None and protocol.state is core.State.OPEN:
+        if self._terminal is not None and not self._terminal_done:
+            # A Close or a violation waits behind unread messages: it decides how we close
+            # (echo the peer's code, or fail with 1002/1007/1009), not ``code``.
+            self._act_on_terminal()
+        elif not self._lost and protocol.close_sent is None and protocol.state is core.State.OPEN:
             protocol.send_close(code, reason)
             self._flush()
-        elif self._terminal is not None and not self._terminal_done:
-            self._act_on_terminal()
         self._expect_peer_close()
         if not self._lost:
             self._start_close_timer()
@@ -1069,9 +1081,10 @@ class Connection(asyncio.BufferedProtocol):
         protocol = self.protocol
         if protocol is None or self._lost or self._keepalive_payload is None:
             return
-        if self._data_seen:
+        if self._data_seen or self._reading_paused:
             # Any byte received proves the peer alive: its Pong may simply be queued behind
-            # a large frame it is still sending.
+            # a large frame it is still sending. And while our full queue keeps us from
+            # reading, the peer cannot prove anything: its Pong waits unread.
             self._keepalive_payload = None
             self._schedule_keepalive()
             return

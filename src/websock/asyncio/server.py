@@ -271,8 +271,8 @@ class ServerConnection(Connection):
         self._after_hook(response)
         if self.protocol is not None and not self._lost:
             # Resume only now: bytes read from here on reach the open connection.
-            assert self.transport is not None
-            transports.resume_reading(self.transport)
+            # Through _apply_reading: the trailing bytes may have filled the queue already.
+            self._apply_reading()
 
     def _hook_failed(self, exc: Exception) -> None:
         """The process_request hook raised: log it (with its traceback) and answer 500."""
@@ -376,15 +376,18 @@ class ServerConnection(Connection):
         if error is not None and not isinstance(error, ConnectionClosed):
             logger.error("connection handler failed", exc_info=error)
         if not self._lost and protocol is not None:
-            if protocol.close_sent is None and protocol.state is core.State.OPEN:
+            if self._terminal is not None and not self._terminal_done:
+                # The peer's Close or a violation waits behind messages the handler left:
+                # answer it (its code, or 1002/1007/1009), not with 1000 or 1011.
+                self._act_on_terminal()
+                self._expect_peer_close()
+            elif protocol.close_sent is None and protocol.state is core.State.OPEN:
                 # A closing handshake, not a failure: the peer did nothing wrong, and its
                 # Close is still read (past a queue the handler left full).
                 failed = error is not None and not isinstance(error, ConnectionClosed)
                 protocol.send_close(1011 if failed else 1000)  # no details on the wire
                 self._flush()
                 self._expect_peer_close()
-            elif self._terminal is not None and not self._terminal_done:
-                self._act_on_terminal()
             self._start_close_timer()
         if self._lost:
             self.server._connections.discard(self)
