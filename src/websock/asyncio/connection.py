@@ -660,7 +660,10 @@ class Connection(asyncio.BufferedProtocol):
                 # End of the closing handshake on the server: write what precedes, close TCP.
                 if i:
                     _write_chunks(transport, out[:i])
-                self._close_tcp()
+                # After a complete closing handshake the peer has nothing more to send:
+                # close at once. After failing, it may still be sending: half-close, drain.
+                protocol = self.protocol
+                self._close_tcp(drain=protocol is None or protocol.close_rcvd is None)
                 return
         _write_chunks(transport, out)
 
@@ -701,19 +704,23 @@ class Connection(asyncio.BufferedProtocol):
             self._drain_waiters.append(waiter)
             await waiter
 
-    def _close_tcp(self, peer_dead: bool = False) -> None:
+    def _close_tcp(self, peer_dead: bool = False, drain: bool = True) -> None:
         """End TCP after what is buffered is written, without lingering (module docstring).
 
         Plain TCP: FIN now (after the buffered bytes), then read and drop until the peer's
         EOF. TLS: close_notify (the TLS layer reads on for the peer's). Either way the
         transport is dropped after ``CLOSE_GRACE`` (at most close_timeout), or later while
         a slow reader is still being written to, up to close_timeout; at once after the
-        grace when the peer is known to be dead (keepalive).
+        grace when the peer is known to be dead (keepalive). ``drain=False`` (the peer's
+        Close has arrived: nothing more will come) closes plain TCP at once instead.
         """
         transport = self.transport
         if transport is None or self._lost or self._draining:
             return
         self._draining = True
+        if not self._tls and not drain:
+            transport.close()
+            return  # the close timer, if any, still bounds a slow reader
         if not self._tls and transport.can_write_eof():
             transport.write_eof()
             # Drain: whatever the peer still sends is read and dropped (buffer_updated), so
