@@ -69,7 +69,12 @@ class InvalidStatus(InvalidHandshake):
     """The server answered the opening handshake with a status other than 101."""
 
     def __init__(self, response: Response) -> None:
-        message = f"server rejected WebSocket connection: HTTP {response.status} {response.reason}"
+        # The reason phrase is the server's text: quoted escaped and cut (a local import:
+        # protocol.http imports this module).
+        from .protocol.http import excerpt
+
+        reason = excerpt(response.reason)
+        message = f"server rejected WebSocket connection: HTTP {response.status} {reason}"
         super().__init__(message.rstrip(), status=response.status)
         self.response = response
 

@@ -91,6 +91,7 @@ from collections.abc import Sequence
 
 from ...exceptions import NegotiationError, PayloadTooBig, ProtocolError
 from ..frames import Frame
+from ..http import excerpt
 from .base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
 
 __all__ = [
@@ -526,18 +527,21 @@ def _parse_params(params: Sequence[ExtensionParameter], *, response: bool) -> di
     parsed: dict[str, str | None] = {}
     for name, value in params:
         if name not in _PARAMETERS:
-            raise NegotiationError(f"unknown permessage-deflate parameter in {where}: {name}")
+            raise NegotiationError(
+                f"unknown permessage-deflate parameter in {where}: {excerpt(name)}"
+            )
         if name in parsed:
             raise NegotiationError(f"duplicate permessage-deflate parameter in {where}: {name}")
         if name == _SERVER_NO_CONTEXT_TAKEOVER or name == _CLIENT_NO_CONTEXT_TAKEOVER:
             if value is not None:
-                raise NegotiationError(f"{name} takes no value, got {value!r}")
+                raise NegotiationError(f"{name} takes no value, got {excerpt(repr(value))}")
         elif value is None:
             if response or name == _SERVER_MAX_WINDOW_BITS:
                 raise NegotiationError(f"{name} needs a value in a {where}")
         elif value not in _WINDOW_BITS:
             raise NegotiationError(
-                f"invalid {name} in {where}: {value!r}; expected an integer from 8 to 15"
+                f"invalid {name} in {where}: {excerpt(repr(value))}; "
+                "expected an integer from 8 to 15"
             )
         parsed[name] = value
     return parsed
