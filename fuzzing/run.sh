@@ -25,12 +25,13 @@
 # empty (FUZZ_KNOWN_BUGS= bash fuzzing/run.sh) to enforce every invariant.
 set -uo pipefail
 
-# Known bugs still open in src/ (README.md, "Known bugs"): remove a name once it is fixed.
+# Known bugs still open in src/ (README.md, "Bugs found"): remove a name once it is fixed.
 KNOWN_OPEN=""
 export FUZZ_KNOWN_BUGS="${FUZZ_KNOWN_BUGS-$KNOWN_OPEN}"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
+CALLER_PWD="$PWD"
 cd "$ROOT"
 
 total=180
@@ -52,6 +53,8 @@ done
 
 if [ -n "${PYTHON:-}" ]; then
     PY="$PYTHON"
+    # The harnesses run from fuzzing/: a relative path is the caller's.
+    case "$PY" in /*) ;; */*) PY="$CALLER_PWD/$PY" ;; esac
 elif [ -x "$ROOT/.venv/bin/python" ]; then
     PY="$ROOT/.venv/bin/python"
 else
