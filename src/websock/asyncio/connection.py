@@ -383,7 +383,10 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._data_seen = True
         try:
-            self._set_room(protocol)
+            if self._messages or self._drop_overflow:
+                self._set_room(protocol)
+            else:  # the common case, inlined: an empty queue has all its room
+                protocol.set_receive_room(self.max_queue, self._queue_max_bytes)
             if self._reading_direct:
                 self._reading_direct = False
                 protocol.buffer_received(nbytes)
@@ -650,10 +653,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def _write(self, out: list[bytes]) -> None:
         transport = self.transport
-        if transport is None or self._lost or self._draining or transport.is_closing():
-            # After a reset the transport is closing before connection_lost() runs: writes
-            # would only be logged by asyncio ("socket.send() raised exception"). After our
-            # FIN (draining) nothing more may be written.
+        if transport is None or self._lost or self._draining:
+            # After our FIN (draining) nothing more may be written. (After a reset, send()
+            # raises before writing: see _transport_gone.)
             return
         for i, chunk in enumerate(out):
             if not chunk:

@@ -209,7 +209,6 @@ class Connection:
         "_frame_offset",
         "_frame_opcode",
         "_frame_rsv",
-        "_held",
         "_msg_fragments",
         "_pong_held",
         "_room_bytes",
@@ -234,6 +233,7 @@ class Connection:
         "close_sent",
         "extensions",
         "failure",
+        "receiving_held",
         "max_fragments",
         "max_frame_size",
         "max_message_size",
@@ -297,7 +297,9 @@ class Connection:
         # on the hot path.
         self._room_messages = _UNLIMITED
         self._room_bytes = _UNLIMITED
-        self._held = False
+        #: True while input is kept unparsed for lack of room (see set_receive_room): the I/O
+        #: layer should stop reading. An attribute, not a property: read once per feed.
+        self.receiving_held = False
         self._eof_held = False  # EOF arrived while input was held: apply it after that input
         # The frame whose payload is arriving: opcode, bytes left, mask, offset in the mask.
         self._frame_opcode = -1
@@ -341,7 +343,7 @@ class Connection:
             return
         if type(data) is memoryview and data.itemsize != 1:
             data = data.cast("B")  # index bytes, not wider items
-        if self._held:
+        if self.receiving_held:
             # No room: keep the bytes unparsed (the I/O layer has stopped reading).
             self._buf += data
             return
@@ -365,25 +367,20 @@ class Connection:
         self._room_bytes = _UNLIMITED if size is None else size
         if self._room_messages <= 0 or self._room_bytes <= 0:
             if not self._discarding and not self._eof:
-                self._held = True  # no room at all: hold from the next byte on
+                self.receiving_held = True  # no room at all: hold from the next byte on
             return
-        if self._held:
-            self._held = False
+        if self.receiving_held:
+            self.receiving_held = False
             data, self._buf = self._buf, b""
             if not self._discarding and data:
                 self._parse(data)
-            if not self._held and self._eof_held:
+            if not self.receiving_held and self._eof_held:
                 self._eof_held = False
                 self.receive_eof()
 
-    @property
-    def receiving_held(self) -> bool:
-        """True while input is kept unparsed for lack of room (see :meth:`set_receive_room`)."""
-        return self._held
-
     def _hold(self, data: _Bytes, pos: int) -> None:
         """The room is used up: keep ``data[pos:]`` unparsed until more room is given."""
-        self._held = True
+        self.receiving_held = True
         if pos < len(data):
             self._buf = bytes(data[pos:])
 
@@ -410,7 +407,7 @@ class Connection:
         otherwise feed :meth:`receive_data` as usual.
         """
         view = self._direct_view
-        if view is None or self._discarding or self._held:
+        if view is None or self._discarding or self.receiving_held:
             return None
         return view[len(view) - self._frame_left :]
 
@@ -463,13 +460,13 @@ class Connection:
         self._room_messages -= 1
         self._room_bytes -= size
         if self._room_messages <= 0 or self._room_bytes <= 0:
-            self._held = True
+            self.receiving_held = True
 
     def receive_eof(self) -> None:
         """The peer closed its side of the TCP connection."""
         if self._eof:
             return
-        if self._held and not self._discarding:
+        if self.receiving_held and not self._discarding:
             # Input is held for lack of room: the stream ends after it (set_receive_room).
             self._eof_held = True
             return
@@ -504,7 +501,7 @@ class Connection:
             pos = self._take_payload(data, 0)
             if self._discarding or pos == end:
                 return
-            if self._held:
+            if self.receiving_held:
                 self._hold(data, pos)
                 return
         is_client = self._is_client
@@ -698,7 +695,7 @@ class Connection:
                 pos = self._take_payload(data, pos)
             if self._discarding:
                 return
-            if self._held:
+            if self.receiving_held:
                 self._hold(data, pos)
                 return
 
@@ -823,7 +820,7 @@ class Connection:
     def _stop_receiving(self) -> None:
         """Enter drop mode: after a terminal event nothing more of the peer is processed."""
         self._discarding = True
-        self._held = False
+        self.receiving_held = False
         self._buf = b""
         if self._eof_held:
             # The stream ended after the held input that held this terminal event.
