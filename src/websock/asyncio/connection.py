@@ -418,13 +418,10 @@ class Connection(asyncio.BufferedProtocol):
     def _set_room(self, protocol: core.Connection) -> None:
         """Tell the core how much the receive queue can still take (see set_receive_room)."""
         messages = self._messages
-        if messages is None:
-            if self.max_queue is not None or self._queue_max_bytes is not None:
-                protocol.set_receive_room(self.max_queue, self._queue_max_bytes)
-            return
+        queued = len(messages) if messages else 0
         max_queue = self.max_queue
         max_bytes = self._queue_max_bytes
-        room = None if max_queue is None else max_queue - len(messages)
+        room = None if max_queue is None else max_queue - queued
         room_bytes = None if max_bytes is None else max_bytes - self._queued_bytes
         if self._drop_overflow:
             # A queue's worth at a time: what does not fit is dropped (see close()).
@@ -460,9 +457,11 @@ class Connection(asyncio.BufferedProtocol):
             self._resume_handle = self.loop.call_soon(self._resume_receiving)
 
     def _queue_has_room(self) -> bool:
-        return self._drop_overflow or self._queue_has_room_ignoring_close()
+        """Whether held input may be parsed now: the queue is not full, or close() drops
+        what does not fit."""
+        return self._drop_overflow or self._queue_not_full()
 
-    def _queue_has_room_ignoring_close(self) -> bool:
+    def _queue_not_full(self) -> bool:
         messages = self._messages
         n = 0 if messages is None else len(messages)
         return (self.max_queue is None or n < self.max_queue) and (
@@ -591,7 +590,7 @@ class Connection(asyncio.BufferedProtocol):
         for event in events:
             kind = type(event)
             if kind is str or kind is bytes:
-                if drop_overflow and not self._queue_has_room_ignoring_close():
+                if drop_overflow and not self._queue_not_full():
                     continue  # close() was called and the queue is full (see close())
                 messages.append(event)  # type: ignore[arg-type]
                 self._queued_bytes += len(event)  # type: ignore[arg-type]
