@@ -18,8 +18,8 @@
 
 from __future__ import annotations
 
-from .asyncio.client import ClientConnection, connect
-from .asyncio.server import Server, ServerConnection, serve
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -34,6 +34,7 @@ from .exceptions import (
     ProtocolError,
     WebSocketError,
 )
+from .options import Options
 from .protocol.close import CloseCode
 from .protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -41,7 +42,37 @@ from .protocol.extensions.permessage_deflate import (
 )
 from .protocol.http import Headers, Request, Response
 
+if TYPE_CHECKING:
+    from .asyncio.client import ClientConnection, connect
+    from .asyncio.server import Server, ServerConnection, serve
+
 __version__ = "0.1.0"
+
+# The asyncio layer (and aiofastnet, which it loads) is imported on first use of one of its
+# names, so that ``import websock.protocol`` or ``import websock.sync`` pulls in no asyncio.
+_ASYNCIO_NAMES = {
+    "ClientConnection": "client",
+    "connect": "client",
+    "Server": "server",
+    "ServerConnection": "server",
+    "serve": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ASYNCIO_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'websock' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".asyncio.{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ASYNCIO_NAMES))
+
 
 __all__ = [
     "ClientConnection",
@@ -57,6 +88,7 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "NegotiationError",
+    "Options",
     "PayloadTooBig",
     "ProtocolError",
     "Request",

@@ -78,7 +78,7 @@ class ClientConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
-        self.transport.write(self._handshake.data_to_send())
+        self.transport.writelines(self._handshake.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         if self.protocol is not None:

@@ -61,7 +61,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    PayloadTooBig,
+    ProtocolError,
+)
 from . import frames
 from .close import Close, CloseCode
 from .extensions.base import Extension
@@ -107,21 +114,30 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Pong:
-    """The peer sent a Pong."""
+    """The peer sent a Pong.
+
+    ``acknowledged`` lists the payloads of the Pings we sent (with :meth:`Connection.send_ping`)
+    that this Pong answers, oldest first: the Ping with the same payload and every Ping sent
+    before it (RFC 6455 5.5.3: a Pong may answer only the most recent Ping). Empty for an
+    unsolicited Pong.
+    """
 
     payload: bytes
+    acknowledged: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CloseReceived:
-    """The peer sent a Close. Answer it with :meth:`Connection.reply_to_close`."""
+    """The peer sent a Close. The core answers it when the I/O layer calls
+    :meth:`Connection.messages_consumed`."""
 
     close: Close
 
 
 @dataclass(frozen=True, slots=True)
 class ProtocolViolation:
-    """The peer broke the protocol. Fail the connection with :meth:`Connection.fail`."""
+    """The peer broke the protocol. The core fails the connection (Close with
+    ``error.close_code``) when the I/O layer calls :meth:`Connection.messages_consumed`."""
 
     error: ProtocolError
 
@@ -140,6 +156,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_FRAGMENTS = 1 << 18
 
 _UNLIMITED = 1 << 62
+
+# A closing handshake with these codes on both sides ends with ConnectionClosedOK: 1000 and
+# 1001 are normal ends, and 1005 is how a Close without a code is read (it means "no reason
+# given", not an error).
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 _TEXT = Opcode.TEXT.value
 _BINARY = Opcode.BINARY.value
@@ -210,6 +231,7 @@ class Connection:
         "_frame_opcode",
         "_frame_rsv",
         "_msg_fragments",
+        "_pings_sent",
         "_pong_held",
         "_room_bytes",
         "_room_messages",
@@ -234,6 +256,7 @@ class Connection:
         "extensions",
         "failure",
         "receiving_held",
+        "terminal_pending",
         "max_fragments",
         "max_frame_size",
         "max_message_size",
@@ -278,6 +301,9 @@ class Connection:
         self.close_rcvd_then_sent: bool | None = None
         #: The violation that failed the connection, if any.
         self.failure: ProtocolError | None = None
+        #: A Close or a violation was received and is not answered yet: the I/O layer
+        #: delivers the messages that preceded it, then calls messages_consumed().
+        self.terminal_pending = False
 
         self._is_client = role is Role.CLIENT
         self._rsv_allowed = 0
@@ -327,6 +353,7 @@ class Connection:
         self._send_fragment_encoded = True
         self._writing_paused = False
         self._pong_held: bytes | None = None  # the latest Ping's payload, while paused
+        self._pings_sent: list[bytes] = []  # payloads of our Pings not yet answered
         self._tcp_end_queued = False
 
     # ------------------------------------------------------------------ receiving
@@ -599,7 +626,13 @@ class Connection:
                             self._out.append(self._frame_bytes(_PONG, payload))
                     events.append(Ping(payload))
                 elif opcode == _PONG:
-                    events.append(Pong(payload))
+                    if payload in self._pings_sent:
+                        i = self._pings_sent.index(payload) + 1
+                        acked = tuple(self._pings_sent[:i])
+                        del self._pings_sent[:i]
+                        events.append(Pong(payload, acked))
+                    else:
+                        events.append(Pong(payload))
                 else:
                     self._close_frame(payload)
                     return
@@ -806,6 +839,7 @@ class Connection:
             return
         self._record_close_rcvd(close)
         self._stop_receiving()
+        self.terminal_pending = self.close_sent is None
         self._events.append(CloseReceived(close))
 
     def _record_close_rcvd(self, close: Close) -> None:
@@ -843,6 +877,7 @@ class Connection:
         _drop_tracebacks(error)
         self._stop_receiving()
         self.failure = error
+        self.terminal_pending = True
         self._events.append(ProtocolViolation(error))
 
     # ------------------------------------------------------------------ sending
@@ -925,8 +960,24 @@ class Connection:
         self._send_data(opcode, bytes(data), fin, compress)
 
     def send_ping(self, payload: bytes = b"") -> None:
-        """Queue a Ping (payload at most 125 bytes)."""
+        """Queue a Ping (payload at most 125 bytes).
+
+        The Pong answering it lists ``payload`` in :attr:`Pong.acknowledged`. An I/O layer
+        that waits for that Pong should not send a second Ping with the same payload while
+        the first waits (:meth:`ping_outstanding`): the answers could not be told apart.
+        """
+        payload = bytes(payload)
         self._send_control(_PING, payload)
+        self._pings_sent.append(payload)
+
+    def ping_outstanding(self, payload: bytes) -> bool:
+        """Whether a Ping with ``payload`` was sent and its Pong has not arrived."""
+        return payload in self._pings_sent
+
+    @property
+    def fragment_in_progress(self) -> bool:
+        """True between the first and the last :meth:`send_fragment` of a message."""
+        return self._sending_fragmented
 
     def send_pong(self, payload: bytes = b"") -> None:
         """Queue an unsolicited Pong (payload at most 125 bytes)."""
@@ -958,6 +1009,7 @@ class Connection:
             self._pong_held = None
         self._out.append(self._frame_bytes(_CLOSE, payload))
         self.close_sent = close
+        self.terminal_pending = False  # our Close answers (or overrides) what was pending
         if self.close_rcvd is None:
             self.close_rcvd_then_sent = False
             self.state = State.CLOSING
@@ -966,11 +1018,63 @@ class Connection:
             self.state = State.CLOSED
             self._end_tcp()
 
+    def messages_consumed(self) -> None:
+        """The application has consumed every message delivered before the terminal event.
+
+        The I/O layer calls this when its receive queue is empty after a
+        :class:`CloseReceived` or :class:`ProtocolViolation` event (at once if the queue
+        was empty then), and also when it stops waiting for the application: the peer's
+        EOF, a local close(), a timeout. The core then answers: a received Close with a
+        Close echoing its code (1000 if it carried none); a violation by failing the
+        connection with its close code and message. Does nothing when no terminal event is
+        pending, so it may be called whenever the queue runs dry.
+
+        This keeps the strict order of Autobahn's cases deterministic: every valid message
+        that preceded a bad frame (and the application's reply to it) goes out before our
+        Close, however the bytes were segmented.
+        """
+        if not self.terminal_pending:
+            return
+        self.terminal_pending = False
+        error = self.failure
+        if error is not None:
+            self.fail(error.close_code, str(error))
+        else:
+            self.reply_to_close()
+
+    def close_exception(self, cause: BaseException | None = None) -> ConnectionClosed:
+        """The exception that tells the application how the connection ended.
+
+        :class:`ConnectionClosedOK` after a closing handshake where both Close frames carry
+        1000, 1001 or no code; :class:`ConnectionClosedError` otherwise (a violation, an
+        error code, a missing Close: 1006). It carries both Close frames and who started.
+        Its ``__cause__`` is the violation that failed the connection, else ``cause`` (the
+        I/O layer's reason, e.g. the socket error that ended TCP).
+        """
+        rcvd, sent = self.close_rcvd, self.close_sent
+        ok = (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CODES
+            and sent.code in _OK_CODES
+        )
+        cls = ConnectionClosedOK if ok else ConnectionClosedError
+        exc = cls(rcvd, sent, self.close_rcvd_then_sent)
+        if self.failure is not None:
+            exc.__cause__ = self.failure
+        elif cause is not None:
+            exc.__cause__ = cause
+        return exc
+
     def reply_to_close(self) -> None:
-        """Answer the Close received: echo its code, or 1000 if it carried none."""
+        """Answer the Close received: echo its code, or 1000 if it carried none.
+
+        Prefer :meth:`messages_consumed`, which answers whichever terminal event arrived.
+        """
         rcvd = self.close_rcvd
         if rcvd is None:
             raise InvalidState("reply_to_close() called before a Close was received")
+        self.terminal_pending = False
         if self.close_sent is not None or self._eof:
             return
         code = rcvd.code
@@ -986,6 +1090,7 @@ class Connection:
         once (``b""`` follows the Close in :meth:`data_to_send`); a client waits for the
         server to end it.
         """
+        self.terminal_pending = False
         self._stop_receiving()
         if self.close_sent is None and self.state is not State.CLOSED:
             encoded = reason.encode()

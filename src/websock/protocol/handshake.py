@@ -1,5 +1,10 @@
 """The opening handshake (RFC 6455 section 4), sans-I/O, for both roles.
 
+Both objects have the shape of :class:`~websock.protocol.connection.Connection`:
+``receive_data``, ``receive_eof``, ``events_received`` (the Request, or the Response),
+``data_to_send`` (a list of chunks; ``b""`` means "close TCP now") and ``close_expected``.
+An I/O layer drives them with the same loop it uses for the connection.
+
 Server::
 
     hs = ServerHandshake(subprotocols=["chat"], extensions=[...])
@@ -9,12 +14,13 @@ Server::
         response = hs.accept(request)
     except InvalidHandshake as exc:
         response = hs.response_for_error(exc)
-    send(serialize_response(response))       # then hand hs.trailing to the connection
+    hs.send_response(response)               # a refusal is followed by b"" (close TCP)
+    write(hs.data_to_send())                 # then hand hs.trailing to the connection
 
 Client::
 
     hs = ClientHandshake(parse_uri("ws://example.org/chat"), subprotocols=["chat"])
-    send(hs.data_to_send())
+    write(hs.data_to_send())
     response = hs.receive_data(data)         # None until the head is complete; raises
                                              # InvalidStatus / InvalidHandshake / NegotiationError
 
@@ -62,6 +68,7 @@ from .http import (
     Response,
     excerpt,
     serialize_request,
+    serialize_response,
 )
 from .uri import WebSocketURI
 
@@ -335,6 +342,42 @@ class ServerHandshake:
         self.response: Response | None = None
         self.subprotocol: str | None = None
         self.extensions: list[Extension] = []
+        self._events: list[Request] = []
+        self._out: list[bytes] = []
+        self._eof = False
+        self._refused = False
+
+    def receive_eof(self) -> None:
+        """The client closed its side: no request (or no more of it) will come."""
+        self._eof = True
+
+    def events_received(self) -> list[Request]:
+        """Return (and forget) the request, once its head is complete."""
+        events, self._events = self._events, []
+        return events
+
+    def send_response(self, response: Response) -> None:
+        """Queue ``response`` for :meth:`data_to_send`; any status but 101 ends TCP after it.
+
+        Raise ValueError or TypeError when HTTP cannot carry ``response`` (e.g. a header
+        value with a line break, built by an application hook); nothing is queued then.
+        """
+        data = serialize_response(response)
+        self.response = response
+        self._out.append(data)
+        if response.status != 101:
+            self._refused = True
+            self._out.append(b"")
+
+    def data_to_send(self) -> list[bytes]:
+        """Return (and forget) the bytes to write; ``b""`` means close the TCP connection."""
+        out, self._out = self._out, []
+        return out
+
+    def close_expected(self) -> bool:
+        """True once the handshake was refused (TCP ends after the response) or the client
+        closed its side."""
+        return self._refused or self._eof
 
     @property
     def trailing(self) -> bytes:
@@ -355,6 +398,7 @@ class ServerHandshake:
         if not self._reader.feed(data):
             return None
         self.request = self._reader.parse_request()
+        self._events.append(self.request)
         return self.request
 
     def validate(self, request: Request) -> None:
@@ -535,6 +579,8 @@ class ClientHandshake:
         self.extension_factories = list(extensions)
         self._reader = HeadReader(max_size=max_size, max_headers=max_headers, kind="response")
         self._sent = False
+        self._eof = False
+        self._events: list[Response] = []
         self._error: InvalidHandshake | None = None
         self.response: Response | None = None
         self.subprotocol: str | None = None
@@ -566,12 +612,25 @@ class ClientHandshake:
         """Bytes received after the response head (the first WebSocket frames, if any)."""
         return self._reader.trailing
 
-    def data_to_send(self) -> bytes:
-        """The serialized request on the first call; ``b""`` (nothing more) afterwards."""
+    def data_to_send(self) -> list[bytes]:
+        """The serialized request on the first call; an empty list afterwards."""
         if self._sent:
-            return b""
+            return []
         self._sent = True
-        return serialize_request(self.request)
+        return [serialize_request(self.request)]
+
+    def receive_eof(self) -> None:
+        """The server closed its side: no response (or no more of it) will come."""
+        self._eof = True
+
+    def events_received(self) -> list[Response]:
+        """Return (and forget) the response, once it arrived and was accepted."""
+        events, self._events = self._events, []
+        return events
+
+    def close_expected(self) -> bool:
+        """True once the handshake failed or the server closed its side."""
+        return self._error is not None or self._eof
 
     def receive_data(self, data: bytes) -> Response | None:
         """Feed received bytes; return the response once its head is complete and valid.
@@ -599,6 +658,7 @@ class ClientHandshake:
             self._error = exc
             raise
         self.response = response
+        self._events.append(response)
         return response
 
     def _process(self, response: Response) -> None:
