@@ -22,7 +22,7 @@ from .protocol.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from .protocol.handshake import USER_AGENT, HeadersLike
-from .protocol.http import MAX_HEAD_SIZE, MAX_HEADERS
+from .protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers
 
 __all__ = [
     "Options",
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "CLOSE_GRACE",
+    "default_max_connections",
 ]
 
 # Defaults, each with its reason.
@@ -64,7 +65,28 @@ DEFAULT_PING_TIMEOUT = 20.0
 #: a round trip of our FIN.
 CLOSE_GRACE = 1.0
 
+#: max_connections="auto" keeps this many file descriptors (or a tenth of the limit, if
+#: more) for everything else: see websock.asyncio.server for the reasoning.
+MAX_CONNECTIONS_RESERVE = 32
+
 Compression = Literal["deflate"] | None | Sequence[Any]
+
+
+def default_max_connections() -> int | None:
+    """The limit ``max_connections="auto"`` stands for: 90% of the soft limit on open
+    files (RLIMIT_NOFILE), keeping at least 32 descriptors; None where there is no limit."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    return max(1, soft - max(MAX_CONNECTIONS_RESERVE, soft // 10))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_size(name: str, value: object, minimum: int = 0) -> None:
@@ -81,6 +103,23 @@ def _check_seconds(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
 
 
+def _check_pair(name: str, value: object) -> None:
+    """``value``, when not an int, must be a (first, second) pair: a tuple or a list."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return
+    raise ValueError(f"{name} must be an int or a pair of two, got {value!r}")
+
+
+def _check_header_value(name: str, header: str, value: object) -> None:
+    """A header value we send on every handshake: checked now rather than per connection."""
+    if value is None:
+        return
+    try:
+        Headers().add(header, value)  # type: ignore[arg-type]  # checked right here
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     """The settings of a server or a client, for either I/O layer.
@@ -88,6 +127,14 @@ class Options:
     Built by ``serve()`` and ``connect()`` from their keyword arguments (see their
     docstrings for what each means); exposed as ``server.options`` and
     ``connection.options``. Fields that concern one role only are ignored by the other.
+    Frozen and keyword-only; :meth:`replace` derives a modified copy. Every value is checked
+    at construction: a bad one raises :class:`ValueError` naming the field.
+
+    Only protocol settings live here. Where and how to reach the network (``ssl``,
+    ``sock``, ``host``, ``port``, ``server_hostname``, ``create_server_kwargs``) stay
+    arguments of ``serve()``/``connect()``: they are I/O resources (an open socket, a context
+    holding private keys, event loop arguments) that differ between the I/O layers and must
+    not be copied around with the settings.
     """
 
     # Limits
@@ -125,17 +172,26 @@ class Options:
         _check_size("max_connections", self.max_connections, 1)
         for name in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):
             _check_seconds(name, getattr(self, name))
+        if not _is_int(self.max_queue) and self.max_queue is not None:
+            _check_pair("max_queue", self.max_queue)
         messages, size = self.queue_bounds
-        if messages is not None and messages < 1:
-            raise ValueError("max_queue must be >= 1 message, or None")
-        if size is not None and size < 1:
-            raise ValueError("the byte bound of max_queue must be >= 1, or None")
+        _check_size("max_queue (messages)", messages, 1)
+        _check_size("max_queue (bytes)", size, 1)
+        if not _is_int(self.write_limit):
+            _check_pair("write_limit", self.write_limit)
+            high, low = self.write_limit  # type: ignore[misc]  # a pair, as just checked
+            if high is None:  # the low-water mark may be None (a quarter), not this one
+                raise ValueError("write_limit (high-water mark) must be an int >= 0, got None")
+            _check_size("write_limit (high-water mark)", high)
+            _check_size("write_limit (low-water mark)", low)
         high, low = self.write_marks
-        if high < 0 or low < 0 or low > high:
+        if high < 0 or low > high:
             raise ValueError(f"write_limit must be high >= low >= 0, got {self.write_limit!r}")
         compression = self.compression
         if isinstance(compression, str) and compression != "deflate":
             raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
+        _check_header_value("server_header", "Server", self.server_header)
+        _check_header_value("user_agent", "User-Agent", self.user_agent)
 
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied (and validated)."""
@@ -149,7 +205,8 @@ class Options:
             return None, None
         if isinstance(max_queue, int):
             return max_queue, DEFAULT_MAX_QUEUE_BYTES
-        return max_queue
+        messages, size = max_queue  # a list is accepted too
+        return messages, size
 
     @property
     def write_marks(self) -> tuple[int, int]:

@@ -1,0 +1,761 @@
+"""The threading side of one WebSocket connection, shared by server and client.
+
+Threads and locks:
+
+- A *reader thread* per connection reads the socket, feeds the sans-I/O core and puts the
+  messages in a bounded deque that :meth:`Connection.recv` pops. It answers Pings at once
+  (the core queues the Pongs), so a peer's Pings are answered even while the application
+  does not call ``recv``.
+- The application's threads call ``send``, ``recv``, ``ping`` and ``close``.
+- One process-wide timer thread (``timers.py``) runs keepalive, close and grace timers.
+
+Two locks. ``_core_lock`` guards the core and the queue, and is only ever held for
+microseconds (no I/O under it). ``_write_lock`` serializes writes to the socket, so that
+frames of concurrent ``send`` calls never interleave; it is taken *before* the core lock,
+never after. Bytes the core queues on its own (Pongs, Close replies) are written by
+whoever holds the write lock: a thread that cannot take it at once leaves them in the core,
+and the holder takes them in its last look under the core lock before it releases the write
+lock, so nothing is left behind. The reader thread never waits for the write lock: it must
+keep reading, or a peer that writes a whole message before reading ours would wait for us
+while we wait for it.
+
+Ordering and closing follow the asyncio layer, through the same core calls: a Close or a
+violation takes effect once the application has consumed the messages that preceded it
+(``messages_consumed``); the server ends TCP after the closing handshake or after failing
+(the core's ``b""``: FIN, then it reads and drops until the peer's EOF or ``CLOSE_GRACE``);
+the client waits for the server's FIN, at most ``close_timeout``. Blocking sockets give
+backpressure by themselves: ``send`` returns once the kernel took the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Set
+from typing import Any
+
+from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
+from ..options import CLOSE_GRACE, Options
+from ..protocol import connection as core
+from ..protocol.close import CloseCode
+from ..protocol.extensions.base import Extension
+from . import timers
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes
+
+# Reads go into one buffer per connection, reused: the core keeps no reference to it.
+READ_SIZE = 65536
+
+
+class Connection:
+    """State and API common to :class:`ServerConnection` and :class:`ClientConnection`."""
+
+    #: The sans-I/O core; set when the opening handshake succeeds.
+    protocol: core.Connection
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        options: Options,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.socket = sock
+        #: The settings this connection runs with.
+        self.options = options
+        #: The negotiated subprotocol, if any.
+        self.subprotocol: str | None = None
+        #: The negotiated extensions.
+        self.extensions: list[Extension] = []
+        self.logger = logger
+        try:
+            self._remote_address: Any = sock.getpeername()
+            self._local_address: Any = sock.getsockname()
+        except OSError:  # already reset by the peer
+            self._remote_address = self._local_address = None
+        self._tls = isinstance(sock, ssl.SSLSocket)
+
+        self._core_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        # Signalled (under the core lock) when a message arrives, when the connection's
+        # state changes, and when the queue drains enough for the reader to go on.
+        self._changed = threading.Condition(self._core_lock)
+        self._messages: deque[Data] = deque()
+        self._queued_bytes = 0
+        self._queue_max, self._queue_max_bytes = options.queue_bounds
+        self._queue_low = None if self._queue_max is None else max(1, self._queue_max // 4)
+        self._queue_low_bytes = (
+            None if self._queue_max_bytes is None else self._queue_max_bytes // 4
+        )
+        self._recv_busy = False
+        self._input_done = False  # the core processes no more input: no message will come
+        self._closing = False  # close() was called: messages past a full queue are dropped
+        self._tcp_ended = False  # we sent FIN (server) or shut the socket down
+        self._lost = False
+        self._lost_exc: BaseException | None = None
+        self._closed = threading.Event()  # the socket is closed: nothing more will happen
+        self._pings: dict[bytes, tuple[threading.Event, float, list[float]]] = {}
+        self._data_seen = False
+        self._keepalive_payload: bytes | None = None
+        self._keepalive_timer: timers.Timer | None = None
+        self._close_timer: timers.Timer | None = None
+        self._terminal_timer: timers.Timer | None = None
+        self._trailing = b""
+
+    def _open(
+        self,
+        role: core.Role,
+        subprotocol: str | None,
+        extensions: list[Extension],
+        trailing: bytes,
+    ) -> None:
+        """The opening handshake succeeded: create the core, start reading and keepalive."""
+        options = self.options
+        self.protocol = core.Connection(
+            role,
+            extensions=extensions,
+            max_message_size=options.max_message_size,
+            max_frame_size=options.max_frame_size,
+            max_fragments=options.max_fragments,
+        )
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+        self._trailing = trailing
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"websock-reader {self._remote_address}", daemon=True
+        )
+        self._reader.start()
+        self._schedule_keepalive()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it (``(host, port)`` for IPv4)."""
+        return self._remote_address
+
+    @property
+    def local_address(self) -> Any:
+        """Our address, as the socket reports it."""
+        return self._local_address
+
+    @property
+    def state(self) -> core.State:
+        """OPEN, CLOSING or CLOSED."""
+        if self._lost:
+            return core.State.CLOSED
+        return self.protocol.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (or 1006 once closed abnormally); None while open."""
+        if not self._lost and self.protocol.state is core.State.OPEN:
+            return None
+        rcvd = self.protocol.close_rcvd
+        if rcvd is not None:
+            return rcvd.code
+        return CloseCode.ABNORMAL_CLOSURE if self._lost else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; None while open or if no Close arrived."""
+        rcvd = self.protocol.close_rcvd
+        return None if rcvd is None else rcvd.reason
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_loop(self) -> None:
+        buffer = memoryview(bytearray(READ_SIZE))
+        protocol = self.protocol
+        sock = self.socket
+        exc: BaseException | None = None
+        try:
+            if self._trailing:
+                self._feed(self._trailing)
+                self._trailing = b""
+            while True:
+                resumed = False
+                with self._changed:
+                    # A full queue: the core holds the rest of the input, and we stop
+                    # reading until recv() drains the queue to its low-water mark (or
+                    # close() drops the overflow), then parse the held input, a queue's
+                    # worth at a time.
+                    while protocol.receiving_held:
+                        if self._closing or self._below_low():
+                            self._set_room()
+                            self._dispatch(protocol.events_received())
+                            resumed = True
+                        else:
+                            self._changed.wait()
+                    direct = protocol.receive_buffer()
+                if resumed:
+                    self._flush_from_reader()
+                if direct is not None:
+                    # The rest of a large message, straight into its own bytes object.
+                    n = sock.recv_into(direct)
+                    if n:
+                        self._data_seen = True
+                        with self._changed:
+                            protocol.buffer_received(n)
+                            self._dispatch(protocol.events_received())
+                        self._flush_from_reader()
+                        continue
+                else:
+                    n = sock.recv_into(buffer)
+                    if n:
+                        self._feed(buffer[:n])
+                        continue
+                break  # EOF
+        except OSError as error:
+            exc = error
+        except Exception as error:  # a bug: fail the connection with 1011, log the details
+            self.logger.error("internal error while reading: closing with 1011", exc_info=error)
+            exc = error
+            try:
+                with self._changed:
+                    protocol.fail(CloseCode.INTERNAL_ERROR)
+                    self._input_done = True
+                self._flush_from_reader()
+            except Exception:
+                pass
+        self._connection_lost(exc)
+
+    def _feed(self, data: bytes | memoryview) -> None:
+        self._data_seen = True
+        with self._changed:
+            self._set_room()
+            self.protocol.receive_data(data)
+            self._dispatch(self.protocol.events_received())
+        self._flush_from_reader()
+
+    def _set_room(self) -> None:
+        """Tell the core how much the queue can still take (see set_receive_room)."""
+        queued = len(self._messages)
+        room = None if self._queue_max is None else self._queue_max - queued
+        room_bytes = (
+            None if self._queue_max_bytes is None else (self._queue_max_bytes - self._queued_bytes)
+        )
+        if self._closing:
+            # close() was called: a queue's worth at a time, what does not fit is dropped,
+            # so that the peer's Close is still read.
+            room = None if room is None else max(room, self._queue_max or 1)
+            room_bytes = None if room_bytes is None else max(room_bytes, self._queue_max_bytes or 1)
+        self.protocol.set_receive_room(room, room_bytes)
+
+    def _dispatch(self, events: list[core.Event]) -> None:
+        """Handle the core's events (under the core lock)."""
+        if not events:
+            return
+        messages = self._messages
+        woke = False
+        for event in events:
+            kind = type(event)
+            if kind is str or kind is bytes:
+                if self._closing and not self._queue_has_room():
+                    continue  # close() was called and the queue is full: dropped
+                messages.append(event)  # type: ignore[arg-type]
+                self._queued_bytes += len(event)  # type: ignore[arg-type]
+                woke = True
+            elif kind is core.Pong:
+                self._pong_received(event)  # type: ignore[arg-type]
+            elif kind is core.ProtocolViolation:
+                error = event.error  # type: ignore[union-attr]
+                self.logger.info("failing connection with %d: %s", error.close_code, error)
+                self._input_done = True
+                self._terminal_received()
+                woke = True
+            elif kind is core.CloseReceived:
+                self._input_done = True
+                self._terminal_received()
+                woke = True
+        if woke:
+            self._changed.notify_all()
+
+    def _terminal_received(self) -> None:
+        """A Close or a violation arrived: answer it once the messages before it are read."""
+        if not self.protocol.terminal_pending:
+            return
+        if not self._messages:
+            self.protocol.messages_consumed()
+            self._start_close_timer()
+        elif self.options.close_timeout is not None and self._terminal_timer is None:
+            # The application may never read them: answer after close_timeout anyway.
+            self._terminal_timer = timers.call_later(
+                self.options.close_timeout, self._terminal_timed_out
+            )
+
+    def _terminal_timed_out(self) -> None:
+        with self._changed:
+            self.protocol.messages_consumed()
+            self._changed.notify_all()
+        self._start_close_timer()
+        self._write_if_ready()
+
+    def _queue_has_room(self) -> bool:
+        return (self._queue_max is None or len(self._messages) < self._queue_max) and (
+            self._queue_max_bytes is None or self._queued_bytes < self._queue_max_bytes
+        )
+
+    def _pong_received(self, pong: core.Pong) -> None:
+        if not pong.acknowledged:
+            return
+        now = timers.clock()
+        for payload in pong.acknowledged:
+            if payload == self._keepalive_payload:
+                self._keepalive_payload = None
+            entry = self._pings.pop(payload, None)
+            if entry is not None:
+                event, sent_at, result = entry
+                result.append(now - sent_at)
+                event.set()
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        """The reader is done: the peer ended TCP, or the socket failed or was shut down."""
+        with self._changed:
+            if not self._lost_exc:
+                self._lost_exc = exc
+            self.protocol.receive_eof()
+            self._lost = True
+            self._changed.notify_all()
+            pings, self._pings = self._pings, {}
+        for event, _, _ in pings.values():
+            event.set()  # ping() raises ConnectionClosed: no RTT in its result
+        for timer in (self._keepalive_timer, self._close_timer, self._terminal_timer):
+            if timer is not None:
+                timer.cancel()
+        self._shutdown(socket.SHUT_RDWR)
+        # A writer blocked in sendall() was woken by the shutdown: close once it is out.
+        with self._write_lock:
+            self.socket.close()
+        self._closed.set()
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, out: list[bytes]) -> None:
+        """Write chunks in order (write lock held); ``b""`` ends TCP (the server's FIN)."""
+        sock = self.socket
+        pending: list[bytes] = []
+        for chunk in out:
+            if not chunk:
+                if pending:
+                    sock.sendall(b"".join(pending))
+                    pending = []
+                self._end_tcp()
+                return
+            if len(chunk) >= READ_SIZE:
+                if pending:
+                    sock.sendall(b"".join(pending))
+                    pending = []
+                sock.sendall(chunk)
+            else:
+                pending.append(chunk)
+        if pending:
+            sock.sendall(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _write_queued(self) -> None:
+        """Write what the core queued, then release the write lock (which the caller holds).
+
+        The last look at the core and the release happen under the core lock: a thread that
+        queued bytes and failed to take the write lock did so under the core lock too, so
+        its bytes are seen here (see the module docstring).
+        """
+        try:
+            while True:
+                with self._core_lock:
+                    out = self.protocol.data_to_send()
+                    if not out:
+                        self._write_lock.release()
+                        return
+                if self._tcp_ended:
+                    continue  # after our FIN nothing more may be written
+                self._write(out)
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    def _flush_from_reader(self) -> None:
+        """Write what the core queued on its own, unless another thread is writing."""
+        with self._core_lock:
+            if not self._write_lock.acquire(blocking=False):
+                return  # the holder writes it before releasing the lock
+        try:
+            self._write_queued()
+        except OSError:
+            pass  # the reader sees the socket fail on its next read
+
+    def _write_if_ready(self) -> None:
+        """From the timer thread, which must never block: write only small frames, and
+        only if nobody is writing and the socket can take them at once."""
+        with self._core_lock:
+            if not self._write_lock.acquire(blocking=False):
+                return
+        try:
+            import select
+
+            _, writable, _ = select.select([], [self.socket], [], 0)
+            if not writable:
+                # The peer does not read: the bytes stay queued for the next writer.
+                with self._core_lock:
+                    self._write_lock.release()
+                return
+            self._write_queued()
+        except (OSError, ValueError):
+            pass
+
+    def _end_tcp(self) -> None:
+        """Half-close after our last bytes: FIN, then the reader drains until the peer's EOF.
+
+        Over TLS the FIN goes on the TCP socket itself: ``SSLSocket.shutdown`` would drop
+        the TLS state under the reader thread. The peer sees our Close, then FIN, and no
+        close_notify (after a WebSocket Close, nothing more can be said anyway).
+        """
+        self._tcp_ended = True
+        self._shutdown(socket.SHUT_WR)
+        grace = CLOSE_GRACE
+        if self.options.close_timeout is not None:
+            grace = min(grace, self.options.close_timeout)
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._close_timer = timers.call_later(grace, self._shutdown, socket.SHUT_RDWR)
+
+    def _shutdown(self, how: int) -> None:
+        try:
+            socket.socket.shutdown(self.socket, how)
+        except OSError:
+            pass  # already closed or reset
+
+    def _start_close_timer(self) -> None:
+        """Bound the wait for the end of TCP once the closing handshake started."""
+        timeout = self.options.close_timeout
+        if self._close_timer is None and not self._lost and timeout is not None:
+            self._close_timer = timers.call_later(timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        if not self._lost:
+            self.logger.info(
+                "closing handshake not finished within %ss", self.options.close_timeout
+            )
+            self._shutdown(socket.SHUT_RDWR)
+
+    # ------------------------------------------------------------------ public API
+
+    def recv(self, timeout: float | None = None) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Wait at most ``timeout`` seconds (None: no limit), then raise :class:`TimeoutError`
+        (no message is lost). Raise :class:`ConnectionClosedOK` after a normal closing
+        handshake, :class:`ConnectionClosedError` otherwise, and
+        :class:`ConcurrencyError` if another thread is already in ``recv``.
+        """
+        deadline = None if timeout is None else timers.clock() + timeout
+        with self._changed:
+            if self._recv_busy:
+                raise ConcurrencyError(
+                    "recv() is already waiting in another thread; "
+                    "read from one thread, or share messages through a queue.Queue"
+                )
+            self._recv_busy = True
+            try:
+                while True:
+                    messages = self._messages
+                    if messages:
+                        message = messages.popleft()
+                        self._queued_bytes -= len(message)
+                        if self.protocol.receiving_held and self._below_low():
+                            self._changed.notify_all()  # the reader may go on
+                        return message
+                    if self.protocol.terminal_pending:
+                        # Every message before the Close or violation was consumed.
+                        self.protocol.messages_consumed()
+                        self._changed.notify_all()
+                    if self._lost or self._input_done:
+                        break
+                    if self.protocol.receiving_held:
+                        self._changed.notify_all()
+                    remaining = None if deadline is None else deadline - timers.clock()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"no message within {timeout}s")
+                    self._changed.wait(remaining)
+            finally:
+                self._recv_busy = False
+        # No more messages: flush our answer, wait for the end of TCP, tell how it ended.
+        self._flush_and_wait()
+        raise self.protocol.close_exception(self._lost_exc)
+
+    def _below_low(self) -> bool:
+        return (self._queue_low is None or len(self._messages) <= self._queue_low) and (
+            self._queue_low_bytes is None or self._queued_bytes <= self._queue_low_bytes
+        )
+
+    def _flush_and_wait(self) -> None:
+        """Write what the core queued (our Close), then wait until TCP is closed (bounded)."""
+        if not self._lost:
+            self._start_close_timer()  # bounds the wait below
+            self._write_lock.acquire()
+            try:
+                self._write_queued()
+            except OSError:
+                pass
+            if self.options.close_timeout is not None:
+                self._closed.wait()
+            else:
+                self._closed.wait(0)
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over messages; the iteration ends quietly after a normal close."""
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    def send(
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data],
+        *,
+        compress: bool = True,
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary; thread-safe.
+
+        An iterable of ``str`` (or of bytes-like) is sent as one fragmented message, a
+        frame per item; other threads' messages wait until it is complete.
+        ``compress=False`` sends this message uncompressed even when permessage-deflate is
+        on. Returns once the kernel has taken the bytes (blocking sockets: that is the
+        backpressure). Raise :class:`ConnectionClosed` if the connection is closing or
+        closed.
+        """
+        if isinstance(message, str):
+            kind = 1
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            kind = 2
+        elif isinstance(message, (Mapping, Set)) or not isinstance(message, Iterable):
+            raise TypeError(
+                f"cannot send {type(message).__name__}: a message is str (text), bytes-like "
+                "(binary), or an iterable of str or bytes (fragments); serialize other "
+                "objects first (e.g. json.dumps)"
+            )
+        else:
+            kind = 3
+        self._write_lock.acquire()
+        if kind == 3:
+            # Releases the write lock however it ends.
+            self._send_fragments(message, compress)  # type: ignore[arg-type]
+            return
+        try:
+            with self._core_lock:
+                self._check_open()
+                if kind == 1:
+                    self.protocol.send_text(message, compress=compress)  # type: ignore[arg-type]
+                else:
+                    self.protocol.send_binary(message, compress=compress)  # type: ignore[arg-type]
+        except BaseException:
+            self._write_lock.release()
+            raise
+        self._write_or_raise()
+
+    def _check_open(self) -> None:
+        """Raise ConnectionClosed unless we may still send (core lock held)."""
+        if self._lost or self.protocol.close_expected() or self._tcp_ended:
+            raise self.protocol.close_exception(self._lost_exc)
+
+    def _write_or_raise(self) -> None:
+        """Write what is queued (write lock held, released here); a socket error means the
+        connection is gone: raise ConnectionClosed, as the next recv() will."""
+        try:
+            self._write_queued()
+        except OSError as exc:
+            self._shutdown(socket.SHUT_RDWR)  # the reader ends the connection
+            self._closed.wait(self.options.close_timeout)
+            raise self.protocol.close_exception(self._lost_exc or exc) from exc
+
+    def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
+        """Send one fragmented message: the write lock, held on entry, is kept throughout
+        (other threads' messages wait) and released however this ends."""
+        protocol = self.protocol
+        text: bool | None = None
+        pending: bytes | None = None
+        try:
+            for item in fragments:
+                if isinstance(item, str):
+                    kind = True
+                    data = item.encode()
+                elif isinstance(item, (bytes, bytearray, memoryview)):
+                    kind = False
+                    data = bytes(item)
+                else:
+                    raise TypeError(f"cannot send a fragment of type {type(item).__name__}")
+                if text is None:
+                    text = kind
+                elif kind is not text:
+                    raise TypeError("all fragments of a message must be str, or all bytes")
+                if pending is not None:
+                    # The previous fragment is not the last: send it now.
+                    with self._core_lock:
+                        self._check_open()
+                        protocol.send_fragment(pending, text=text, fin=False, compress=compress)
+                        out = protocol.data_to_send()
+                    self._write(out)
+                pending = data
+            if pending is None:
+                self._write_lock.release()
+                return  # an empty iterable sends nothing
+            with self._core_lock:
+                self._check_open()
+                protocol.send_fragment(pending, text=bool(text), fin=True, compress=compress)
+        except BaseException:
+            with self._changed:
+                if protocol.fragment_in_progress and not protocol.close_expected():
+                    # A half-sent message cannot be completed: the connection is unusable.
+                    protocol.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
+                    self._input_done = True
+                    self._changed.notify_all()
+            try:
+                self._write_queued()
+            except OSError:
+                pass
+            raise
+        self._write_or_raise()
+
+    def ping(self, data: str | bytes | None = None, timeout: float | None = None) -> float:
+        """Send a Ping, wait for its Pong, and return the round-trip time in seconds.
+
+        ``data`` (at most 125 bytes) defaults to 4 random bytes. Raise
+        :class:`TimeoutError` after ``timeout`` seconds without the Pong,
+        :class:`ConnectionClosed` if the connection closes first.
+        """
+        event = threading.Event()
+        result: list[float] = []
+        self._write_lock.acquire()
+        try:
+            with self._core_lock:
+                self._check_open()
+                if data is None:
+                    payload = os.urandom(4)
+                    while self.protocol.ping_outstanding(payload):
+                        payload = os.urandom(4)
+                else:
+                    payload = data.encode() if isinstance(data, str) else bytes(data)
+                    if self.protocol.ping_outstanding(payload):
+                        raise InvalidState(
+                            "a ping with the same payload is already waiting for its pong"
+                        )
+                self.protocol.send_ping(payload)
+                self._pings[payload] = (event, timers.clock(), result)
+        except BaseException:
+            self._write_lock.release()
+            raise
+        self._write_or_raise()
+        if not event.wait(timeout):
+            raise TimeoutError(f"no pong within {timeout}s")
+        if not result:
+            raise self.protocol.close_exception(self._lost_exc)
+        return result[0]
+
+    def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a unidirectional heartbeat)."""
+        self._write_lock.acquire()
+        try:
+            with self._core_lock:
+                self._check_open()
+                self.protocol.send_pong(data.encode() if isinstance(data, str) else bytes(data))
+        except BaseException:
+            self._write_lock.release()
+            raise
+        self._write_or_raise()
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Run the closing handshake and wait until TCP is closed (at most close_timeout).
+
+        Messages already sent are written before the Close frame. If the peer's Close (or
+        a violation) waits behind unread messages, it decides how we close, not ``code``.
+        Calling close() again, or on a closed connection, does nothing.
+        """
+        self._start_closing(code, reason)
+        self._closed.wait()
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        """Send our Close (or answer the peer's) and arm the close timer; don't wait."""
+        self._write_lock.acquire()
+        try:
+            with self._changed:
+                if self.protocol.terminal_pending:
+                    self.protocol.messages_consumed()
+                elif not self._lost and not self.protocol.close_expected():
+                    self.protocol.send_close(code, reason)
+                self._closing = True
+                self._changed.notify_all()  # the reader goes on past a full queue
+        except BaseException:
+            self._write_lock.release()
+            raise
+        try:
+            self._write_queued()
+        except OSError:
+            pass
+        self._start_close_timer()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the TCP connection is closed; return False on timeout."""
+        return self._closed.wait(timeout)
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ keepalive
+
+    def _schedule_keepalive(self) -> None:
+        interval = self.options.ping_interval
+        if interval is not None and not self._lost:
+            self._keepalive_timer = timers.call_later(interval, self._keepalive_ping)
+
+    def _keepalive_ping(self) -> None:
+        with self._core_lock:
+            if self._lost or self.protocol.state is not core.State.OPEN:
+                return
+            payload = os.urandom(4)
+            while self.protocol.ping_outstanding(payload):
+                payload = os.urandom(4)
+            self._keepalive_payload = payload
+            self._data_seen = False
+            self.protocol.send_ping(payload)
+        self._write_if_ready()
+        timeout = self.options.ping_timeout
+        if timeout is not None:
+            self._keepalive_timer = timers.call_later(timeout, self._keepalive_expired)
+        else:
+            self._schedule_keepalive()
+
+    def _keepalive_expired(self) -> None:
+        with self._core_lock:
+            if self._lost:
+                return
+            alive = (
+                self._keepalive_payload is None
+                or self._data_seen
+                or self.protocol.receiving_held  # our full queue keeps its Pong unread
+            )
+            if not alive:
+                self.logger.info(
+                    "no pong within %ss of a keepalive ping: closing with 1011",
+                    self.options.ping_timeout,
+                )
+                self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                self._input_done = True
+                self._changed.notify_all()
+        if alive:
+            self._keepalive_payload = None
+            self._schedule_keepalive()
+            return
+        self._write_if_ready()
+        # The peer is gone: don't wait close_timeout for a Close that will not come.
+        grace = CLOSE_GRACE
+        if self.options.close_timeout is not None:
+            grace = min(grace, self.options.close_timeout)
+        self._close_timer = timers.call_later(grace, self._shutdown, socket.SHUT_RDWR)

@@ -1,0 +1,489 @@
+"""The threading WebSocket server: :func:`serve`, :class:`Server`, :class:`ServerConnection`.
+
+A thread per connection runs the opening handshake and then the application's handler;
+a reader thread per connection feeds the core (see connection.py). The accepting loop
+runs in the thread that calls :meth:`Server.serve_forever`.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Literal
+
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
+from ..options import (
+    CLOSE_GRACE,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+    Options,
+    default_max_connections,
+)
+from ..protocol import connection as core
+from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
+from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Response, excerpt
+from . import timers
+from .connection import Connection
+
+__all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
+
+logger = logging.getLogger("websock.server")
+
+Handler = Callable[["ServerConnection"], None]
+ProcessRequest = Callable[["ServerConnection", Request], "Response | None"]
+
+# A connection refused with 503 (max_connections) keeps the same Retry-After as the
+# asyncio server: WebSocket connections are long-lived, so a full server rarely has a free
+# slot within seconds.
+REFUSED_RETRY_AFTER = 5
+# Bytes read per recv() during the opening handshake (the head is bounded separately).
+_HANDSHAKE_READ = 4096
+
+
+class ServerConnection(Connection):
+    """A connection accepted by the server; the handler receives it.
+
+    ``request`` is the client's opening request (``path``, ``query``, ``headers``) and
+    ``response_headers`` the headers to add to our 101 response: a ``process_request`` hook
+    may add to them (for example a cookie).
+    """
+
+    def __init__(self, sock: socket.socket, server: Server) -> None:
+        super().__init__(sock, server.options, logger)
+        self.server = server
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.response_headers = Headers()
+        options = server.options
+        self._handshake = ServerHandshake(
+            origins=options.origins,
+            subprotocols=options.subprotocols,
+            extensions=options.server_extensions(),
+            max_size=options.max_handshake_size,
+            max_headers=options.max_headers,
+            server_header=options.server_header,
+        )
+
+    def respond(
+        self, status: int, text: str = "", headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Build an HTTP response for ``process_request`` to return instead of upgrading.
+
+        ``status`` must be a final HTTP status, from 200 to 599: anything else raises
+        :class:`ValueError`, so the hook fails where the mistake is and the client gets 500.
+        """
+        if hasattr(self, "protocol"):
+            raise InvalidState("respond() is for process_request, before the upgrade")
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError(f"invalid HTTP status {status!r} for respond(): must be 200-599")
+        return self._handshake.reject(status, text, headers)
+
+    # ------------------------------------------------------------------ opening handshake
+
+    def _handshake_and_run(self) -> None:
+        """Run the opening handshake, then the handler, then the closing handshake."""
+        if not self._read_request():
+            return
+        request = self.request
+        assert request is not None
+        handshake = self._handshake
+        response: Response | None = None
+        hook = self.options.process_request
+        if hook is not None:
+            # Before the upgrade is validated, so that it can answer plain HTTP requests
+            # (a health check); accept() validates when the hook returns None.
+            try:
+                response = hook(self, request)
+            except Exception as exc:
+                logger.error(
+                    "process_request hook raised %s: %s; answering 500",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
+                response = handshake.reject(500, "internal server error\n")
+            if response is not None and not isinstance(response, Response):
+                logger.error(
+                    "process_request returned %s, not a Response or None; answering 500",
+                    type(response).__name__,
+                )
+                response = handshake.reject(500, "internal server error\n")
+        if response is None:
+            try:
+                response = handshake.accept(request, extra_headers=self.response_headers)
+            except InvalidHandshake as exc:
+                self._log_rejection(exc)
+                response = handshake.response_for_error(exc)
+        if not self._send_response(response):
+            return
+        # Upgraded. From here on the socket blocks without a timeout: the reader thread
+        # waits for frames as long as the connection lives (keepalive bounds silence).
+        self.socket.settimeout(None)
+        del self._handshake  # its buffers are no longer needed
+        self._open(
+            core.Role.SERVER, handshake.subprotocol, handshake.extensions, handshake.trailing
+        )
+        if self.server._shutting_down:
+            self.close(1001, "server shutting down")
+            return
+        self._run_handler()
+
+    def _read_request(self) -> bool:
+        """Read the request head within open_timeout; answer errors. True if one arrived."""
+        timeout = self.options.open_timeout
+        deadline = None if timeout is None else timers.clock() + timeout
+        handshake = self._handshake
+        sock = self.socket
+        try:
+            while self.request is None:
+                if deadline is not None:
+                    remaining = deadline - timers.clock()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    sock.settimeout(remaining)
+                data = sock.recv(_HANDSHAKE_READ)
+                if not data:
+                    sock.close()
+                    return False
+                try:
+                    self.request = handshake.receive_data(data)
+                except InvalidHandshake as exc:
+                    self._log_rejection(exc)
+                    self._send_response(handshake.response_for_error(exc))
+                    return False
+        except TimeoutError:
+            logger.info("opening handshake timed out: closing TCP connection")
+            sock.close()
+            return False
+        except OSError:
+            sock.close()
+            return False
+        return True
+
+    def _log_rejection(self, exc: InvalidHandshake) -> None:
+        logger.info(
+            "rejected opening handshake from %s: %d %s",
+            self.remote_address,
+            exc.status,
+            excerpt(str(exc), MAX_ERROR_TEXT),
+        )
+
+    def _send_response(self, response: Response) -> bool:
+        """Write ``response``; after a refusal, end TCP. True if the connection upgraded."""
+        handshake = self._handshake
+        try:
+            handshake.send_response(response)
+        except (ValueError, TypeError) as exc:
+            # A response built by the application (process_request) that HTTP cannot carry.
+            logger.error("invalid HTTP response to %s: %s; answering 500", self.remote_address, exc)
+            response = handshake.reject(500, "internal server error\n")
+            handshake.send_response(response)
+        self.response = response
+        sock = self.socket
+        try:
+            for chunk in handshake.data_to_send():
+                if chunk:
+                    sock.sendall(chunk)
+                else:
+                    self._linger_close()
+                    return False
+        except OSError:
+            sock.close()
+            return False
+        return response.status == 101
+
+    def _linger_close(self) -> None:
+        """End TCP after an HTTP response: FIN, then read and drop until the client's EOF
+        (at most CLOSE_GRACE), so that closing never resets the response in flight."""
+        sock = self.socket
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            sock.settimeout(CLOSE_GRACE)
+            while sock.recv(_HANDSHAKE_READ):
+                pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def _refuse(self) -> None:
+        """Answer 503 (max_connections reached) and close."""
+        self._read_request_quietly()
+        response = self._handshake.reject(
+            503,
+            "server at capacity: try again later\n",
+            {"Retry-After": str(REFUSED_RETRY_AFTER)},
+        )
+        self._send_response(response)
+
+    def _read_request_quietly(self) -> None:
+        # Read the request (bounded by CLOSE_GRACE) so that closing does not reset the 503.
+        sock = self.socket
+        try:
+            sock.settimeout(CLOSE_GRACE)
+            while self._handshake.receive_data(sock.recv(_HANDSHAKE_READ)) is None:
+                pass
+        except (OSError, InvalidHandshake):
+            pass
+
+    # ------------------------------------------------------------------ handler
+
+    def _run_handler(self) -> None:
+        """Call the handler; when it returns, close with 1000 (1011 if it raised)."""
+        failed = False
+        try:
+            self.server._handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.error("connection handler failed", exc_info=True)
+            failed = True
+        # A closing handshake, not a failure: the peer did nothing wrong. A Close or a
+        # violation that waits behind messages the handler left decides the code instead.
+        self.close(1011 if failed else 1000)
+
+
+class Server:
+    """A listening WebSocket server running each connection in a thread. See :func:`serve`.
+
+    :meth:`serve_forever` accepts connections until :meth:`shutdown`, which closes every
+    connection with 1001 and waits for their handlers (at most close_timeout).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        sock: socket.socket,
+        options: Options,
+        ssl: ssl_module.SSLContext | None,
+    ) -> None:
+        self._handler = handler
+        #: The listening socket.
+        self.socket = sock
+        #: The settings every connection runs with.
+        self.options = options
+        self._ssl = ssl
+        self._connections: set[ServerConnection] = set()
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._open_count = 0
+        self._rejected = 0
+        self._shutting_down = False
+        self._stopped = threading.Event()
+        # serve_forever() waits on the listening socket and this pipe: shutdown() writes a
+        # byte to wake it (closing a socket does not wake a thread blocked on it).
+        self._wake_r, self._wake_w = socket.socketpair()
+        #: The most TCP connections served at once (None: no limit).
+        self.max_connections = options.max_connections
+
+    @property
+    def port(self) -> int:
+        """The port of the listening socket (handy with ``port=0``)."""
+        return int(self.socket.getsockname()[1])
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The connections currently open (or opening)."""
+        with self._lock:
+            return set(self._connections)
+
+    @property
+    def rejected_connections(self) -> int:
+        """How many connections were answered 503 because ``max_connections`` was reached."""
+        return self._rejected
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` is called (from another thread, or a
+        signal handler); a thread per connection runs the handshake and the handler."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            try:
+                while not self._shutting_down:
+                    for key, _ in selector.select():
+                        if key.fileobj is self._wake_r or self._shutting_down:
+                            break
+                        try:
+                            raw, _ = self.socket.accept()
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        except OSError as exc:
+                            # EMFILE and the like: log and go on, the listener still works.
+                            logger.error("accept() failed: %s", exc)
+                            continue
+                        self._start_connection(raw)
+            finally:
+                self._stopped.set()
+
+    def _start_connection(self, raw: socket.socket) -> None:
+        raw.setblocking(True)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a Unix socket), or already reset
+        thread = threading.Thread(target=self._run_connection, args=(raw,), daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _run_connection(self, raw: socket.socket) -> None:
+        sock: socket.socket = raw
+        try:
+            if self._ssl is not None:
+                timeout = self.options.open_timeout
+                raw.settimeout(timeout)
+                try:
+                    sock = self._ssl.wrap_socket(raw, server_side=True)
+                except (OSError, ssl_module.SSLError) as exc:
+                    logger.info("TLS handshake failed: %s", exc)
+                    raw.close()
+                    return
+            conn = ServerConnection(sock, self)
+            with self._lock:
+                admitted = self.max_connections is None or self._open_count < self.max_connections
+                if admitted:
+                    self._open_count += 1
+                    self._connections.add(conn)
+                else:
+                    self._rejected += 1
+            if not admitted:
+                logger.debug("refused connection: max_connections reached")
+                conn._refuse()
+                return
+            try:
+                conn._handshake_and_run()
+            finally:
+                with self._lock:
+                    self._open_count -= 1
+                    self._connections.discard(conn)
+        except Exception:
+            logger.error("unexpected error in connection thread", exc_info=True)
+            sock.close()
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting, close every connection with ``code``, and wait for the handlers.
+
+        Waits at most close_timeout for the closing handshakes and the handlers; handler
+        threads still running after that are left to finish on their own (daemon threads:
+        Python does not kill threads).
+        """
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self._stopped.wait(1.0)  # serve_forever() may never have been called
+        self.socket.close()
+        closers = []
+        for conn in self.connections:
+            if hasattr(conn, "protocol"):
+                closer = threading.Thread(target=conn.close, args=(code, reason), daemon=True)
+                closer.start()
+                closers.append(closer)
+        timeout = self.options.close_timeout
+        deadline = None if timeout is None else timers.clock() + timeout + CLOSE_GRACE
+        with self._lock:
+            threads = list(self._threads) + closers
+        for thread in threads:
+            remaining = None if deadline is None else max(0.0, deadline - timers.clock())
+            thread.join(remaining)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    sock: socket.socket | None = None,
+    origins: Sequence[str | None] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    process_request: ProcessRequest | None = None,
+    compression: Literal["deflate"] | None | Sequence[ServerExtensionFactory] = "deflate",
+    # Limits
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    max_frame_size: int | None = None,
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+    max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE,
+    write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
+    max_handshake_size: int | None = MAX_HEAD_SIZE,
+    max_headers: int | None = MAX_HEADERS,
+    # Timeouts
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_connections: int | None | Literal["auto"] = "auto",
+    server_header: str | None = USER_AGENT,
+    backlog: int = 128,
+) -> Server:
+    """Listen on ``host``:``port`` and return a :class:`Server` calling ``handler(connection)``
+    in a thread for each connection.
+
+    Use ``with serve(handler, host, port) as server: server.serve_forever()``; call
+    ``server.shutdown()`` from another thread (or a signal handler) to stop: it closes every
+    connection with 1001. The handler returning closes its connection with 1000 (1011 if
+    it raised).
+
+    The keyword arguments mean what they mean for :func:`websock.asyncio.server.serve`
+    (limits, timeouts, ``origins``, ``subprotocols``, ``compression``, ``max_connections``,
+    ``server_header``); ``process_request(connection, request)`` is a plain function.
+    ``write_limit`` is accepted for symmetry and has no effect: a blocking ``send`` waits
+    for the kernel's socket buffer, which bounds what is buffered. ``backlog`` is the
+    listen queue.
+    """
+    if max_connections == "auto":
+        max_connections = default_max_connections()
+    options = Options(
+        origins=origins,
+        subprotocols=subprotocols,
+        process_request=process_request,
+        compression=compression,
+        max_message_size=max_message_size,
+        max_frame_size=max_frame_size,
+        max_fragments=max_fragments,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        max_handshake_size=max_handshake_size,
+        max_headers=max_headers,
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_connections=max_connections,
+        server_header=server_header,
+    )
+    if sock is None:
+        if port is None:
+            raise ValueError("serve() needs a port (0 picks a free one), or sock=")
+        sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=False)
+    return Server(handler, sock, options, ssl)
