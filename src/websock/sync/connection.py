@@ -93,6 +93,8 @@ class Connection:
             None if self._queue_max_bytes is None else self._queue_max_bytes // 4
         )
         self._recv_busy = False
+        self._waiting = 0  # threads waiting on _changed: notify only if there are any
+        self._owe_write = False  # the reader fed the core something that queues bytes
         self._input_done = False  # the core processes no more input: no message will come
         self._closing = False  # close() was called: messages past a full queue are dropped
         self._tcp_ended = False  # we sent FIN (server) or shut the socket down
@@ -191,7 +193,7 @@ class Connection:
                             self._dispatch(protocol.events_received())
                             resumed = True
                         else:
-                            self._changed.wait()
+                            self._wait(None)
                     direct = protocol.receive_buffer()
                 if resumed:
                     self._flush_from_reader()
@@ -203,7 +205,8 @@ class Connection:
                         with self._changed:
                             protocol.buffer_received(n)
                             self._dispatch(protocol.events_received())
-                        self._flush_from_reader()
+                        if self._owe_write:
+                            self._flush_from_reader()
                         continue
                 else:
                     n = sock.recv_into(buffer)
@@ -225,13 +228,22 @@ class Connection:
                 pass
         self._connection_lost(exc)
 
+    def _wait(self, timeout: float | None) -> None:
+        """Wait on _changed (core lock held), counted so that notifiers can skip it."""
+        self._waiting += 1
+        try:
+            self._changed.wait(timeout)
+        finally:
+            self._waiting -= 1
+
     def _feed(self, data: bytes | memoryview) -> None:
         self._data_seen = True
         with self._changed:
             self._set_room()
             self.protocol.receive_data(data)
             self._dispatch(self.protocol.events_received())
-        self._flush_from_reader()
+        if self._owe_write:
+            self._flush_from_reader()
 
     def _set_room(self) -> None:
         """Tell the core how much the queue can still take (see set_receive_room)."""
@@ -263,17 +275,19 @@ class Connection:
                 woke = True
             elif kind is core.Pong:
                 self._pong_received(event)  # type: ignore[arg-type]
-            elif kind is core.ProtocolViolation:
-                error = event.error  # type: ignore[union-attr]
-                self.logger.info("failing connection with %d: %s", error.close_code, error)
-                self._input_done = True
-                self._terminal_received()
-                woke = True
-            elif kind is core.CloseReceived:
-                self._input_done = True
-                self._terminal_received()
-                woke = True
-        if woke:
+            else:
+                # A Ping (the core queued its Pong), a Close or a violation (the core may
+                # answer at once): bytes to write. Messages alone queue nothing, so the
+                # common read costs no look at the write side.
+                self._owe_write = True
+                if kind is core.ProtocolViolation:
+                    error = event.error  # type: ignore[union-attr]
+                    self.logger.info("failing connection with %d: %s", error.close_code, error)
+                if kind is not core.Ping:
+                    self._input_done = True
+                    self._terminal_received()
+                    woke = True
+        if woke and self._waiting:
             self._changed.notify_all()
 
     def _terminal_received(self) -> None:
@@ -357,14 +371,17 @@ class Connection:
         if pending:
             sock.sendall(pending[0] if len(pending) == 1 else b"".join(pending))
 
-    def _write_queued(self) -> None:
-        """Write what the core queued, then release the write lock (which the caller holds).
+    def _write_queued(self, out: list[bytes] | None = None) -> None:
+        """Write ``out`` and what the core queued, then release the write lock (which the
+        caller holds).
 
         The last look at the core and the release happen under the core lock: a thread that
         queued bytes and failed to take the write lock did so under the core lock too, so
         its bytes are seen here (see the module docstring).
         """
         try:
+            if out and not self._tcp_ended:
+                self._write(out)
             while True:
                 with self._core_lock:
                     out = self.protocol.data_to_send()
@@ -380,6 +397,7 @@ class Connection:
 
     def _flush_from_reader(self) -> None:
         """Write what the core queued on its own, unless another thread is writing."""
+        self._owe_write = False
         with self._core_lock:
             if not self._write_lock.acquire(blocking=False):
                 return  # the holder writes it before releasing the lock
@@ -480,7 +498,7 @@ class Connection:
                     remaining = None if deadline is None else deadline - timers.clock()
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError(f"no message within {timeout}s")
-                    self._changed.wait(remaining)
+                    self._wait(remaining)
             finally:
                 self._recv_busy = False
         # No more messages: flush our answer, wait for the end of TCP, tell how it ended.
@@ -553,25 +571,37 @@ class Connection:
                     self.protocol.send_text(message, compress=compress)  # type: ignore[arg-type]
                 else:
                     self.protocol.send_binary(message, compress=compress)  # type: ignore[arg-type]
+                out = self.protocol.data_to_send()
         except BaseException:
             self._write_lock.release()
             raise
-        self._write_or_raise()
+        self._write_or_raise(out)
 
     def _check_open(self) -> None:
         """Raise ConnectionClosed unless we may still send (core lock held)."""
         if self._lost or self.protocol.close_expected() or self._tcp_ended:
             raise self.protocol.close_exception(self._lost_exc)
 
-    def _write_or_raise(self) -> None:
-        """Write what is queued (write lock held, released here); a socket error means the
-        connection is gone: raise ConnectionClosed, as the next recv() will."""
+    def _write_or_raise(self, out: list[bytes]) -> None:
+        """Write ``out``, the caller's frames, then what the core queued meanwhile (write lock
+        held, released here).
+
+        A socket error on the caller's frames means they were not sent: raise
+        ConnectionClosed, as recv() will. An error on what follows (a Close reply the reader
+        queued while the peer was ending TCP) is not the caller's: the reader sees the end.
+        """
         try:
-            self._write_queued()
+            if out and not self._tcp_ended:
+                self._write(out)
         except OSError as exc:
+            self._write_lock.release()
             self._shutdown(socket.SHUT_RDWR)  # the reader ends the connection
             self._closed.wait(self.options.close_timeout)
             raise self.protocol.close_exception(self._lost_exc or exc) from exc
+        try:
+            self._write_queued()
+        except OSError:
+            pass
 
     def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         """Send one fragmented message: the write lock, held on entry, is kept throughout
@@ -607,7 +637,8 @@ class Connection:
             with self._core_lock:
                 self._check_open()
                 protocol.send_fragment(pending, text=bool(text), fin=True, compress=compress)
-        except BaseException:
+                out = protocol.data_to_send()
+        except BaseException as exc:
             with self._changed:
                 if protocol.fragment_in_progress and not protocol.close_expected():
                     # A half-sent message cannot be completed: the connection is unusable.
@@ -618,8 +649,11 @@ class Connection:
                 self._write_queued()
             except OSError:
                 pass
+            if isinstance(exc, OSError):  # the socket failed: the connection is gone
+                self._shutdown(socket.SHUT_RDWR)
+                raise self.protocol.close_exception(self._lost_exc or exc) from exc
             raise
-        self._write_or_raise()
+        self._write_or_raise(out)
 
     def ping(self, data: str | bytes | None = None, timeout: float | None = None) -> float:
         """Send a Ping, wait for its Pong, and return the round-trip time in seconds.
@@ -646,10 +680,11 @@ class Connection:
                         )
                 self.protocol.send_ping(payload)
                 self._pings[payload] = (event, timers.clock(), result)
+                out = self.protocol.data_to_send()
         except BaseException:
             self._write_lock.release()
             raise
-        self._write_or_raise()
+        self._write_or_raise(out)
         if not event.wait(timeout):
             raise TimeoutError(f"no pong within {timeout}s")
         if not result:
@@ -663,10 +698,11 @@ class Connection:
             with self._core_lock:
                 self._check_open()
                 self.protocol.send_pong(data.encode() if isinstance(data, str) else bytes(data))
+                out = self.protocol.data_to_send()
         except BaseException:
             self._write_lock.release()
             raise
-        self._write_or_raise()
+        self._write_or_raise(out)
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake and wait until TCP is closed (at most close_timeout).
