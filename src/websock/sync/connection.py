@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import ssl
 import threading
@@ -411,19 +412,23 @@ class Connection:
         only if nobody is writing and the socket can take them at once."""
         with self._core_lock:
             if not self._write_lock.acquire(blocking=False):
-                return
+                return  # the holder writes them
         try:
-            import select
-
-            _, writable, _ = select.select([], [self.socket], [], 0)
-            if not writable:
-                # The peer does not read: the bytes stay queued for the next writer.
-                with self._core_lock:
-                    self._write_lock.release()
-                return
+            # poll(), not select(): descriptors above 1023 are common on a busy server.
+            poller = select.poll()
+            poller.register(self.socket.fileno(), select.POLLOUT)
+            ready = bool(poller.poll(0))
+        except (OSError, ValueError):  # closed meanwhile (fileno() is -1)
+            ready = False
+        if not ready:
+            # The peer does not read: the bytes stay queued for the next writer.
+            with self._core_lock:
+                self._write_lock.release()
+            return
+        try:
             self._write_queued()
-        except (OSError, ValueError):
-            pass
+        except OSError:
+            pass  # the reader sees the socket fail
 
     def _end_tcp(self) -> None:
         """Half-close after our last bytes: FIN, then the reader drains until the peer's EOF.
