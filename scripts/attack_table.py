@@ -1,6 +1,8 @@
-"""Run the hostile attacks against websock and websockets, side by side, and tabulate them.
+"""Run the hostile attacks against websock (asyncio), websock-sync (threads) and websockets,
+side by side, and tabulate them.
 
-    .venv/bin/python scripts/attack_table.py [--jobs 2] [--only deflate] [--no-write]
+    .venv/bin/python scripts/attack_table.py [--jobs 2] [--only deflate] [--impls websock,...]
+                                             [--no-write]
 
 Each attack (tests/hostile/hostile_attacks.py, the same coroutines the tests run) is run once
 per implementation, in worker processes (``--jobs``, 2 by default: one attack per core), each
@@ -10,7 +12,8 @@ attack with its own server process. The markdown table goes to docs/hostile.md, 
 A few attacks run smaller than in the test suite to keep the run within about 5 minutes:
 floods run their full 10 s (no early stop at 64 MiB), 2,000 idle connections instead of
 10,000, 2,000 requests with new header names instead of 10,000. ``WEBSOCK_HOSTILE_SRC``
-(see tests/hostile/hostile_harness.py) makes the websock column use another source tree.
+(see tests/hostile/hostile_harness.py) makes the websock columns use another source tree.
+An attack that does not apply to an implementation (a knob it lacks) shows "n/a".
 """
 
 from __future__ import annotations
@@ -31,12 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "hostile"))
 
 import hostile_attacks as attacks  # noqa: E402
-from hostile_harness import AttackResult, raise_nofile  # noqa: E402
+from hostile_harness import IMPLS, AttackResult, raise_nofile  # noqa: E402
 
 DOC = ROOT / "docs" / "hostile.md"
 START = "<!-- attack-table:start -->"
 END = "<!-- attack-table:end -->"
-IMPLS = ("websock", "websockets")
 
 # (row label, attack coroutine name, keyword arguments)
 ROWS: list[tuple[str, str, dict[str, Any]]] = [
@@ -44,6 +46,7 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("1. Ping flood, peer never reads (client role, 10 s)", "ping_flood_client", {"bound": 1e6}),
     ("2. Data flood, peer never reads (server, 10 s)", "data_flood_server", {"bound": 1e6}),
     ("2. Data flood, peer never reads (client role, 10 s)", "data_flood_client", {"bound": 1e6}),
+    ("2. 300,000 Pings and a message, then read (a batch)", "ping_batch_then_read", {}),
     ("3. 300 deflated 1 MB messages in one write", "compressed_batch", {"connections": 1}),
     ("3. The same on 8 connections", "compressed_batch", {"connections": 8}),
     ("4. Deflate bomb, one frame (64 MiB of zeros)", "deflate_bomb", {"variant": "frame"}),
@@ -77,9 +80,35 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("8. Bad Close + 1 MiB unread, slow reader", "invalid_close", {"case": "junk-after-close"}),
     ("9. Dead peer, keepalive 1 s / 1 s", "dead_peer", {"give_up": 13.0}),
     ("9. Slow 200 kB upload, keepalive 0.2 s / 0.3 s", "slow_upload", {}),
+    ("9. Keepalive 0.5 s / 0.5 s, descriptors above 1023", "keepalive_busy", {}),
     ("10. 2,000 idle connections, then SIGTERM", "shutdown_idle", {"connections": 2000}),
+    (
+        "10. The same, 20 connections, `shutdown()` in the signal handler",
+        "shutdown_idle",
+        {"connections": 20, "exit_wait": 10.0, "sync_shutdown": "handler"},
+    ),
     ("10. `python -m websock serve`: 200 connections, SIGTERM", "cli_shutdown", {}),
+    ("12. 4xx, then a byte every 0.2 s", "refusal_linger", {"case": "400-trickle"}),
+    ("12. Server full (503): a complete request", "refusal_linger", {"case": "503"}),
+    (
+        "12. Server full: part of a head, then a byte every 0.2 s",
+        "refusal_linger",
+        {"case": "503-trickle"},
+    ),
+    ("12. Server full: part of a head, then FIN", "refusal_linger", {"case": "503-fin"}),
 ]
+
+
+def _not_applicable(index: int, impl: str) -> str | None:
+    """Why row ``index`` does not apply to ``impl`` (None: it does)."""
+    _, name, kwargs = ROWS[index]
+    if "sync_shutdown" in kwargs and impl != "websock-sync":
+        return "n/a (websock-sync's shutdown from a signal handler)"
+    if name == "refusal_linger" and kwargs["case"].startswith("503") and impl == "websockets":
+        return "n/a (no max_connections)"
+    if name == "cli_shutdown" and impl != "websock":
+        return "n/a (websock's command line, asyncio)"
+    return None
 
 
 def _run_one(index: int, impl: str) -> tuple[int, str, dict[str, Any], float]:
@@ -87,6 +116,10 @@ def _run_one(index: int, impl: str) -> tuple[int, str, dict[str, Any], float]:
     _, name, kwargs = ROWS[index]
     raise_nofile()
     start = time.monotonic()
+    reason = _not_applicable(index, impl)
+    if reason is not None:
+        data = dataclasses.asdict(AttackResult(name, impl, outcome=reason))
+        return index, impl, data, 0.0
     try:
         result = asyncio.run(getattr(attacks, name)(impl, **kwargs))
         data = dataclasses.asdict(result)
@@ -116,7 +149,7 @@ def _echo(data: dict[str, Any]) -> str:
 
 
 def _outcome(data: dict[str, Any]) -> str:
-    text = data["outcome"].replace("|", "/")
+    text = str(data["outcome"]).replace("|", "/")
     if data["problems"]:
         text += " **+ traceback in stderr**"
     return text
@@ -158,17 +191,17 @@ def _git_state() -> str:
 
 
 def _versions(impls: list[str]) -> str:
-    import websockets
+    from websockets.version import version as websockets_version
 
     import websock
 
     src = os.environ.get("WEBSOCK_HOSTILE_SRC")
     parts = [f"Python {platform.python_version()}", f"{os.cpu_count()} CPUs"]
-    if "websock" in impls:
+    if "websock" in impls or "websock-sync" in impls:
         where = f" from {src}" if src else _git_state()
         parts.append(f"websock {websock.__version__}{where}")
     if "websockets" in impls:
-        parts.append(f"websockets {websockets.__version__}")
+        parts.append(f"websockets {websockets_version}")
     return ", ".join(parts)
 
 
@@ -186,7 +219,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="attacks run at once (default 2)")
     parser.add_argument("--only", help="rows whose label or attack contains this text")
-    parser.add_argument("--impls", default=",".join(IMPLS), help="default websock,websockets")
+    parser.add_argument("--impls", default=",".join(IMPLS), help=f"default {','.join(IMPLS)}")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {DOC}")
     args = parser.parse_args()
     impls = [impl for impl in args.impls.split(",") if impl]
@@ -198,7 +231,7 @@ def main() -> int:
     raise_nofile()
     start = time.monotonic()
     results: dict[tuple[int, str], dict[str, Any]] = {}
-    # Longest first, so that the pool ends together; websock and websockets interleaved.
+    # Longest first, so that the pool ends together; the implementations interleaved.
     jobs = [(i, impl) for i in rows for impl in impls]
     slow = {"shutdown_idle", "unique_header_names", "dead_peer"}
     jobs.sort(key=lambda job: ROWS[job[0]][1] not in slow)

@@ -1,6 +1,10 @@
 """A WebSocket client for the hostile tests (client role), run as a subprocess.
 
-    python tests/hostile/client.py websock|websockets ws://127.0.0.1:PORT/ [--mode recv]
+    python tests/hostile/client.py IMPL ws://127.0.0.1:PORT/ [--mode recv]
+
+IMPL is websock, websock-sync or websockets. ``websock-sync`` is websock's threading client
+(``websock.sync.connect``, which reads in a thread of its own); the mode's work runs in another
+thread, the main thread waits for a signal.
 
 It prints ``READY`` to stdout once the opening handshake is done, then, by ``--mode``:
 
@@ -19,7 +23,9 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
+import threading
 from typing import Any
 
 
@@ -62,9 +68,10 @@ async def _run(args: argparse.Namespace) -> None:
     task = asyncio.ensure_future(work())
     await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
+    ignored: tuple[type[BaseException], ...] = (asyncio.TimeoutError, *closed)
     try:
         await asyncio.wait_for(ws.close(), 2)
-    except (asyncio.TimeoutError, *closed):
+    except ignored:
         pass
     ws.transport.abort()
     # Before asyncio.run() closes the loop: a signal arriving between the loop closing its
@@ -74,9 +81,50 @@ async def _run(args: argparse.Namespace) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _run_sync(args: argparse.Namespace) -> None:
+    from websock.exceptions import ConnectionClosed
+    from websock.sync import connect
+
+    done = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        done.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    ws = connect(args.uri, open_timeout=10)
+    print("READY", flush=True)
+
+    def work() -> None:
+        try:
+            if args.mode == "idle":
+                ws.wait_closed()
+                return
+            for message in ws:
+                if args.mode == "echo":
+                    ws.send(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="hostile-client-work", daemon=True).start()
+    done.wait()
+    # Close within 2 s (as the asyncio variant), then drop TCP whatever happened.
+    closer = threading.Thread(target=ws.close, name="hostile-client-close", daemon=True)
+    closer.start()
+    closer.join(2)
+    try:
+        ws.socket.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("impl", choices=("websock", "websockets"))
+    p.add_argument("impl", choices=("websock", "websock-sync", "websockets"))
     p.add_argument("uri")
     p.add_argument("--mode", choices=("recv", "echo", "idle"), default="recv")
     args = p.parse_args()
@@ -85,7 +133,10 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(_run(args))
+    if args.impl == "websock-sync":
+        _run_sync(args)
+    else:
+        asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

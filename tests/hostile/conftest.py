@@ -2,12 +2,13 @@
 Every test here carries the ``hostile`` marker.
 
     .venv/bin/python -m pytest -n 2 tests/hostile -q
+    WEBSOCK_HOSTILE_SERVER=websock-sync .venv/bin/python -m pytest -n 2 tests/hostile -q
     WEBSOCK_HOSTILE_SERVER=websockets .venv/bin/python -m pytest -n 2 tests/hostile -q
 
-Knobs (environment): WEBSOCK_HOSTILE_SERVER (websock | websockets), WEBSOCK_HOSTILE_SRC (a
-``src`` directory to import websock from in the server and client processes),
-WEBSOCK_HOSTILE_ECHO_BOUND (seconds, 2.5), WEBSOCK_HOSTILE_IDLE_CONNS (10000),
-WEBSOCK_HOSTILE_HEADER_REQUESTS (10000).
+Knobs (environment): WEBSOCK_HOSTILE_SERVER (websock | websock-sync | websockets),
+WEBSOCK_HOSTILE_SRC (a ``src`` directory to import websock from in the server and client
+processes), WEBSOCK_HOSTILE_ECHO_BOUND (seconds, 2.5), WEBSOCK_HOSTILE_IDLE_CONNS (10000;
+2000 for websock-sync), WEBSOCK_HOSTILE_HEADER_REQUESTS (10000).
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ Sizes and durations are keyword arguments with the defaults the tests use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
+import socket
 import ssl
 import time
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from hostile_harness import (
     IMPL,
     MIB,
+    THREADED,
     AttackResult,
     ClientProcess,
     CliServerProcess,
@@ -137,6 +140,52 @@ async def data_flood_server(
     """16 KiB messages as fast as the server reads them; their echoes are never read."""
     chunk = b"".join(frame(BINARY, os.urandom(16384), mask=random_mask()) for _ in range(64))
     return await _flood_server("data flood, peer never reads", impl, chunk, duration, bound)
+
+
+async def ping_batch_then_read(
+    impl: str = IMPL, pings: int = 300_000, timeout: float = 15.0
+) -> AttackResult:
+    """A peer that writes ``pings`` Pings (39 MB for 300,000) and a message before it reads
+    anything, as a client writing a batch does: the server must keep reading while the
+    peer does not read its Pongs (one Pong may answer many Pings), or both wait for each
+    other; then it echoes the message. Records ``write_s`` and ``echo_s`` in details."""
+    async with Session(f"{pings:,} Pings and a message, then read", impl) as s:
+        result = s.result
+        raw = await s.connect_raw(rcvbuf=4096)
+        await raw.handshake()
+        mask = random_mask()
+        batch = frame(PING, b"p" * 125, mask=mask) * pings + frame(TEXT, b"end of batch", mask=mask)
+        s.start_probes()
+        start = time.monotonic()
+        wrote = await raw.send(batch, timeout=timeout)
+        write_s = time.monotonic() - start
+        echo_s = None
+        if wrote:
+            deadline = time.monotonic() + timeout
+            with contextlib.suppress(PeerReset, asyncio.TimeoutError):
+                while True:
+                    f = await raw.read_frame(max(0.0, deadline - time.monotonic()))
+                    if f is None or f.opcode == CLOSE:
+                        result.close_code = None if f is None else f.code
+                        break
+                    if f.opcode == TEXT:
+                        echo_s = time.monotonic() - start
+                        break
+        result.details["write_s"] = round(write_s, 2) if wrote else None
+        result.details["echo_s"] = None if echo_s is None else round(echo_s, 2)
+        await s.finish()
+        if not wrote:
+            result.outcome = (
+                f"the peer could not write its batch within {timeout:g} s: "
+                "the server stopped reading"
+            )
+        elif echo_s is None:
+            result.outcome = f"batch written in {write_s:.1f} s; no echo"
+            if result.close_code is not None:
+                result.outcome += f" (Close {result.close_code})"
+        else:
+            result.outcome = f"batch written in {write_s:.1f} s; echoed after {echo_s:.1f} s"
+    return result
 
 
 async def _client_role(
@@ -561,6 +610,7 @@ async def unique_header_names(
             for i in counter:
                 extra = [(f"X-{nonce}-{i}-{j}", "1") for j in range(names)]
                 head, _ = upgrade_request(extra=extra)
+                status: int | str
                 try:
                     raw = await RawConn.open(s.server.port)
                 except (OSError, asyncio.TimeoutError):
@@ -763,20 +813,69 @@ async def slow_upload(
     return result
 
 
+async def keepalive_busy(
+    impl: str = IMPL,
+    reserve_fds: int = 1100,
+    ping_interval: float = 0.5,
+    ping_timeout: float = 0.5,
+    duration: float = 4.0,
+) -> AttackResult:
+    """Keepalive on a busy server: its connections get descriptors above 1023 (it holds
+    ``reserve_fds`` others), where select() fails; the good client, which answers every
+    Ping, is probed for ``duration`` seconds and must not be closed."""
+    async with Session(
+        f"keepalive {ping_interval}/{ping_timeout} s, descriptors above {reserve_fds}",
+        impl,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        reserve_fds=reserve_fds,
+    ) as s:
+        result = s.result
+        s.start_probes()
+        await asyncio.sleep(duration)  # the attack: time for several keepalive rounds
+        await s.finish()
+        assert s.good is not None
+        result.close_code = s.good.ws.close_code
+        result.ending = "open" if result.close_code is None else "closed"
+        result.outcome = (
+            "not closed" if result.close_code is None else f"closed with {result.close_code}"
+        )
+    return result
+
+
 # --------------------------------------------------------------------------- 10: shutdown
 
 
-IDLE_CONNECTIONS = int(os.environ.get("WEBSOCK_HOSTILE_IDLE_CONNS", "10000"))
+#: 10,000 by default; 2,000 against websock-sync, whose two threads per connection would make
+#: 10,000 idle connections 20,000 threads: most of Linux's default pid_max (32,768, shared by
+#: every process of the machine) and, at ~5.5 memory maps per connection, close to the default
+#: vm.max_map_count (65,530). WEBSOCK_HOSTILE_IDLE_CONNS overrides either.
+IDLE_CONNECTIONS = int(
+    os.environ.get("WEBSOCK_HOSTILE_IDLE_CONNS", "2000" if THREADED else "10000")
+)
 
 
-async def shutdown_idle(impl: str = IMPL, connections: int = IDLE_CONNECTIONS) -> AttackResult:
-    """``connections`` idle WebSocket connections, then SIGTERM: each gets Close 1001."""
+async def shutdown_idle(
+    impl: str = IMPL,
+    connections: int = IDLE_CONNECTIONS,
+    *,
+    exit_wait: float = 60.0,
+    **knobs: Any,
+) -> AttackResult:
+    """``connections`` idle WebSocket connections, then SIGTERM: each gets Close 1001.
+
+    ``knobs`` go to server.py (e.g. ``sync_shutdown="handler"``); the server must exit
+    within ``exit_wait`` seconds of the last Close. Also recorded, in details: the server's
+    threads and RSS per idle connection, and its most threads while it shuts down.
+    """
     raise_nofile(connections + 1024)
+    name = f"{connections:,} idle connections, then SIGTERM"
+    if knobs:
+        name += " (" + ", ".join(f"{key}={value}" for key, value in knobs.items()) + ")"
     # No keepalive: these peers are idle, not dead, and do not answer pings.
-    async with Session(
-        f"{connections:,} idle connections, then SIGTERM", impl, ping_interval=0
-    ) as s:
+    async with Session(name, impl, ping_interval=0, **knobs) as s:
         result = s.result
+        threads_before = s.server.threads() or 0
         gate = asyncio.Semaphore(256)
 
         async def open_one() -> RawConn | None:
@@ -798,6 +897,14 @@ async def shutdown_idle(impl: str = IMPL, connections: int = IDLE_CONNECTIONS) -
         s.raw.extend(raws)
         result.details["open_s"] = round(time.monotonic() - start, 1)
         result.details["opened"] = len(raws)
+        # What each idle connection costs the server (a thread-per-connection server shows
+        # its threads here; the RSS is over the baseline taken with the good client only).
+        threads = s.server.threads()
+        growth = s.monitor.current_growth()
+        result.details["threads"] = threads
+        if raws and threads is not None:
+            result.details["threads_per_conn"] = round((threads - threads_before) / len(raws), 2)
+            result.details["rss_per_conn_kib"] = round(growth * 1024 / len(raws), 1)
         await s.finish()  # good client checked while connections piled up; RSS recorded
         if s.good is not None:
             await s.good.close()
@@ -815,12 +922,26 @@ async def shutdown_idle(impl: str = IMPL, connections: int = IDLE_CONNECTIONS) -
             await raw.send(frame(CLOSE, close.payload[:2], mask=random_mask()), timeout=5)
             return close.code, await raw.read_to_end(10)
 
+        peak = [threads or 0]
+
+        async def sample_threads() -> None:
+            while True:
+                count = s.server.threads()
+                if count is None:
+                    return
+                peak[0] = max(peak[0], count)
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.ensure_future(sample_threads())
         start = time.monotonic()
         s.server.proc.send_signal(signal.SIGTERM)
         outcomes = await asyncio.gather(*(await_close(raw) for raw in raws))
         closes_s = time.monotonic() - start
-        exited = await asyncio.to_thread(s.server.stop, signal.SIGTERM, 60.0)
+        exited = await asyncio.to_thread(s.server.stop, signal.SIGTERM, exit_wait)
         exit_s = time.monotonic() - start
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+        result.details["threads_shutdown_peak"] = peak[0]
         got_1001 = sum(code == 1001 for code, _ in outcomes)
         result.close_code = 1001 if got_1001 == len(raws) and raws else None
         result.details.update(
@@ -834,10 +955,15 @@ async def shutdown_idle(impl: str = IMPL, connections: int = IDLE_CONNECTIONS) -
             exit_code=exited,
         )
         result.ending = "fin" if all(end == "fin" for _, end in outcomes) else "mixed"
-        result.outcome = (
-            f"{got_1001:,}/{len(raws):,} got 1001 within {closes_s:.1f} s; "
-            f"server exited after {exit_s:.1f} s"
+        result.outcome = f"{got_1001:,}/{len(raws):,} got 1001 within {closes_s:.1f} s; " + (
+            "server did not exit" if exited is None else f"server exited after {exit_s:.1f} s"
         )
+        if "rss_per_conn_kib" in result.details:
+            result.outcome += (
+                f"; idle: {result.details['rss_per_conn_kib']:g} KiB and "
+                f"{result.details['threads_per_conn']:g} threads per connection, "
+                f"{peak[0]:,} threads at most while shutting down"
+            )
     return result
 
 
@@ -884,4 +1010,99 @@ async def cli_shutdown(impl: str = "websock", connections: int = 200) -> AttackR
         if result.problems:
             result.details["stderr"] = server.stderr_text()[-4000:]
         server.cleanup()
+    return result
+
+
+# --------------------------------------------------------------------------- 12: refusals
+
+
+#: How long a refused connection may wait for its request head (websock's REFUSED_LINGER),
+#: and how long the server drains after its FIN (CLOSE_GRACE).
+REFUSED_LINGER = 1.0
+CLOSE_GRACE = 1.0
+#: The CPU time the server may use in a quiet 2 s window after the attack (a thread spinning
+#: on a closed socket uses most of a core).
+QUIET_WINDOW = 2.0
+
+REFUSAL_CASES = ("400-trickle", "503", "503-trickle", "503-fin")
+
+
+async def refusal_linger(
+    impl: str = IMPL, case: str = "400-trickle", limit: float = 8.0
+) -> AttackResult:
+    """A connection the server refuses, which then lingers; the server must end it and
+    free its socket within a bound whatever the peer does, and go quiet afterwards.
+
+    ``400-trickle``: a request with NUL in a header value (answered 4xx), then a byte every
+    0.2 s. With the server full (``max_connections=2``: the good client and one more): ``503``
+    a complete request; ``503-trickle`` part of a head, then a byte every 0.2 s; ``503-fin``
+    part of a head, then FIN. Records the status (None: no response), ``freed_after_s`` (when
+    the server's socket count is back to what it was before this connection) and
+    ``quiet_cpu_s`` (the server's CPU time in a quiet 2 s window after the attack).
+    """
+    capacity = case.startswith("503")
+    knobs: dict[str, Any] = {"max_connections": 2} if capacity else {}
+    async with Session(f"refused connection ({case})", impl, **knobs) as s:
+        result = s.result
+        if capacity:
+            hold = await s.connect_raw()
+            await hold.handshake()  # with the good client, the server is full
+        base = s.server.sockets()
+        s.start_probes()
+        raw = await s.connect_raw()
+        request, _ = upgrade_request()
+        if case == "400-trickle":
+            first = request[:-2] + b"X-A: a\x00b\r\n\r\n"
+        elif case == "503":
+            first = request
+        elif case in ("503-trickle", "503-fin"):
+            first = request[:20]
+        else:
+            raise ValueError(case)
+        await raw.send(first, timeout=2)
+        if case == "503-fin":
+            with contextlib.suppress(OSError):
+                raw.sock.shutdown(socket.SHUT_WR)
+        status: list[int | str | None] = [None]
+
+        async def read() -> None:
+            try:
+                code, _ = await raw.read_head(limit)
+                status[0] = code
+                await raw.read_to_end(limit)
+            except PeerReset:
+                status[0] = status[0] or "rst"
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+
+        async def trickle() -> None:
+            if not case.endswith("trickle"):
+                return
+            while True:
+                await asyncio.sleep(0.2)  # pacing: this peer is slow on purpose
+                if not await raw.send(b"x", timeout=1):
+                    return  # the server closed its socket: our byte met its RST
+
+        tasks = [asyncio.ensure_future(read()), asyncio.ensure_future(trickle())]
+        # Once the server holds the connection (unless it was over before we could see it).
+        await wait_until(lambda: s.server.sockets() > base, 1.0, interval=0.01)
+        freed = await wait_until(lambda: s.server.sockets() <= base, limit)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raw.close()
+        await s.finish()
+        before = s.server.cpu()
+        await asyncio.sleep(QUIET_WINDOW)
+        after = s.server.cpu()
+        quiet = None if before is None or after is None else round(after - before, 2)
+        result.details.update(
+            status=status[0],
+            freed_after_s=None if freed is None else round(freed, 2),
+            quiet_cpu_s=quiet,
+        )
+        result.ending = "open" if freed is None else "freed"
+        answer = "no response" if status[0] is None else str(status[0])
+        end = f"still held after {limit:g} s" if freed is None else f"freed after {freed:.2f} s"
+        result.outcome = f"{answer}; {end}; {quiet} s CPU in the next {QUIET_WINDOW:g} s"
     return result

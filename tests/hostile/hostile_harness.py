@@ -1,9 +1,9 @@
 """The machinery of the hostile tests: processes under attack, memory sampling, raw peers.
 
-- :class:`ServerProcess` starts ``server.py`` (websock or websockets) on a free port and
-  :class:`ClientProcess` starts ``client.py``; both expose the child's pid, its RSS and
-  socket count (from ``/proc``) and the problems found in its stderr ("Traceback",
-  "Logging error").
+- :class:`ServerProcess` starts ``server.py`` (websock, websock-sync or websockets) on a free
+  port and :class:`ClientProcess` starts ``client.py``; both expose the child's pid, its RSS,
+  socket, thread and CPU counts (from ``/proc``) and the problems found in its stderr
+  ("Traceback", "Logging error").
 - :class:`RssMonitor` samples a process's VmRSS in a thread every few milliseconds and also
   reads the kernel's high-water mark (VmHWM, reset at the baseline through
   ``/proc/<pid>/clear_refs``), so a short spike between two samples is not missed.
@@ -48,10 +48,17 @@ HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 MIB = 1 << 20
 
-#: The implementation under attack: websock (default) or websockets, for comparison.
+#: The implementations server.py and client.py run: websock's asyncio layer, its threading
+#: layer (websock.sync: a thread per connection), and websockets, for comparison.
+IMPLS = ("websock", "websock-sync", "websockets")
+
+#: The implementation under attack: websock (default), websock-sync or websockets.
 IMPL = os.environ.get("WEBSOCK_HOSTILE_SERVER", "websock")
-if IMPL not in ("websock", "websockets"):
-    raise RuntimeError(f"WEBSOCK_HOSTILE_SERVER must be websock or websockets, not {IMPL!r}")
+if IMPL not in IMPLS:
+    raise RuntimeError(f"WEBSOCK_HOSTILE_SERVER must be one of {', '.join(IMPLS)}, not {IMPL!r}")
+
+#: True when the implementation runs a thread per connection (websock.sync).
+THREADED = IMPL == "websock-sync"
 
 #: A source tree (its ``src`` directory) to import websock from in the server and client
 #: processes instead of the installed one, e.g. an export of another commit:
@@ -125,6 +132,30 @@ def socket_count(pid: int) -> int:
     return count
 
 
+def thread_count(pid: int) -> int | None:
+    """Threads of ``pid`` (the ``Threads`` line of /proc/<pid>/status; None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Threads:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time ``pid`` has used, in seconds (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces: count the fields after its closing ")".
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RssMonitor:
     """Sample VmRSS of ``pid`` in a thread; the peak also comes from VmHWM."""
 
@@ -182,7 +213,7 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     while b"\n" not in data:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"no line from {proc.args} within {timeout}s")
+            raise TimeoutError(f"no line from {proc.args!r} within {timeout}s")
         ready, _, _ = select.select([fd], [], [], left)
         if ready:
             chunk = os.read(fd, 4096)
@@ -234,6 +265,12 @@ class ChildProcess:
 
     def sockets(self) -> int:
         return socket_count(self.pid)
+
+    def threads(self) -> int | None:
+        return thread_count(self.pid)
+
+    def cpu(self) -> float | None:
+        return cpu_seconds(self.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -722,7 +759,7 @@ class RawConn:
     def peer_gone(self) -> bool:
         """True once the peer sent FIN or RST, without reading anything (POLLRDHUP)."""
         poller = select.poll()
-        flags = select.POLLRDHUP | select.POLLHUP | select.POLLERR  # type: ignore[attr-defined]
+        flags = select.POLLRDHUP | select.POLLHUP | select.POLLERR  # type: ignore[attr-defined,unused-ignore]
         poller.register(self.sock, flags)
         return bool(poller.poll(0))
 

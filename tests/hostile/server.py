@@ -1,6 +1,10 @@
 """An echo server for the hostile tests, run as a subprocess so that its memory can be measured.
 
-    python tests/hostile/server.py websock|websockets [--port 0] [--open-timeout 2] ...
+    python tests/hostile/server.py websock|websock-sync|websockets [--port 0] [--open-timeout 2] ...
+
+``websock`` is websock's asyncio server, ``websock-sync`` its threading server
+(``websock.sync.serve``: a thread per connection plus a reader thread per connection),
+``websockets`` the websockets library's asyncio server, for comparison.
 
 It prints one line to stdout once it listens::
 
@@ -9,7 +13,10 @@ It prints one line to stdout once it listens::
 and nothing else to stdout. Logging (WARNING and above, tracebacks included) goes to stderr,
 which the tests search for "Traceback" and "Logging error". SIGTERM and SIGINT close the
 server the library's way (every connection gets Close 1001) and the process exits once
-``wait_closed()`` returns, printing ``CLOSED`` to stdout.
+``wait_closed()`` returns, printing ``CLOSED`` to stdout. For websock-sync the signal handler
+starts a thread that calls ``server.shutdown()`` (``--sync-shutdown thread``, the default) or
+calls it itself (``--sync-shutdown handler``), while the main thread runs ``serve_forever()``;
+the process prints ``CLOSED`` once both have returned.
 
 The handler echoes every message; the ConnectionClosed exceptions of each library are caught
 (an application does so), so that any traceback in stderr comes from the library itself.
@@ -20,11 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import signal
 import ssl
 import sys
+import threading
 from typing import Any
+
+IMPLS = ("websock", "websock-sync", "websockets")
 
 
 def _seconds(text: str) -> float | None:
@@ -39,7 +50,7 @@ def _size(text: str) -> int | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("impl", choices=("websock", "websockets"))
+    p.add_argument("impl", choices=IMPLS)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--open-timeout", type=_seconds, default=10.0)
@@ -58,6 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", action="store_true", help="serve wss:// with a trustme certificate")
     p.add_argument("--ca-out", help="with --tls: write the CA certificate (PEM) here")
     p.add_argument("--backlog", type=int, default=1024)
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="websock, websock-sync: passed only when given (the default is 'auto')",
+    )
+    p.add_argument(
+        "--reserve-fds",
+        type=int,
+        default=0,
+        help="open this many descriptors first, so that connections get numbers above them "
+        "(as on a busy server)",
+    )
+    p.add_argument(
+        "--sync-shutdown",
+        choices=("thread", "handler"),
+        default="thread",
+        help="websock-sync: call server.shutdown() from a new thread or in the signal handler",
+    )
     return p
 
 
@@ -105,6 +135,8 @@ async def _serve_websock(args: argparse.Namespace, context: ssl.SSLContext | Non
         "max_queue": args.max_queue,
         "create_server_kwargs": {"backlog": args.backlog},
     }
+    if args.max_connections is not None:
+        kwargs["max_connections"] = args.max_connections
     fragments = "unsupported"
     if args.max_fragments is not None:
         try:
@@ -128,6 +160,9 @@ async def _serve_websock(args: argparse.Namespace, context: ssl.SSLContext | Non
 async def _serve_websockets(args: argparse.Namespace, context: ssl.SSLContext | None) -> Any:
     from websockets.asyncio.server import ServerConnection, serve
     from websockets.exceptions import ConnectionClosed
+
+    if args.max_connections is not None:
+        raise SystemExit("websockets has no max_connections")
 
     async def echo(ws: ServerConnection) -> None:
         try:
@@ -185,15 +220,86 @@ async def _main(args: argparse.Namespace) -> None:
     print("CLOSED", flush=True)
 
 
+def _main_sync(args: argparse.Namespace) -> None:
+    """websock's threading server: serve_forever() in the main thread, shutdown() on a signal."""
+    import inspect
+
+    from websock.exceptions import ConnectionClosed
+    from websock.sync import ServerConnection, serve
+
+    def echo(ws: ServerConnection) -> None:
+        try:
+            for message in ws:
+                ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    context = _tls_context(args.ca_out) if args.tls else None
+    kwargs: dict[str, Any] = {
+        "ssl": context,
+        "compression": None if args.no_compression else "deflate",
+        "open_timeout": args.open_timeout,
+        "close_timeout": args.close_timeout,
+        "ping_interval": args.ping_interval,
+        "ping_timeout": args.ping_timeout,
+        "max_message_size": args.max_message_size,
+        "max_queue": args.max_queue,
+        "backlog": args.backlog,
+    }
+    if args.max_connections is not None:
+        kwargs["max_connections"] = args.max_connections
+    fragments = "unsupported"
+    if "max_fragments" in inspect.signature(serve).parameters:
+        fragments = "supported"
+        if args.max_fragments is not None:
+            kwargs["max_fragments"] = args.max_fragments
+    server = serve(echo, args.host, args.port, **kwargs)
+    stoppers: list[threading.Thread] = []
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stoppers:
+            return
+        if args.sync_shutdown == "handler":
+            # In the signal handler, that is in the main thread, inside serve_forever().
+            stoppers.append(threading.current_thread())
+            server.shutdown()
+            return
+        stopper = threading.Thread(target=server.shutdown, name="hostile-shutdown")
+        stoppers.append(stopper)
+        stopper.start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    module = sys.modules["websock.sync"]
+    print(
+        f"READY port={server.port} impl={args.impl} max_fragments={fragments} "
+        f"module={module.__file__}",
+        flush=True,
+    )
+    server.serve_forever()
+    for stopper in stoppers:
+        if stopper is not threading.current_thread():
+            stopper.join()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    print("CLOSED", flush=True)
+
+
 def main() -> None:
     args = _parser().parse_args()
     _raise_nofile()
+    reserved = [os.open(os.devnull, os.O_RDONLY) for _ in range(args.reserve_fds)]
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(_main(args))
+    if args.impl == "websock-sync":
+        _main_sync(args)
+    else:
+        asyncio.run(_main(args))
+    for fd in reserved:
+        os.close(fd)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ read a 64 kB chunk for 2 s (it stopped reading from the flooder: nothing more ca
 Memory must stay under 64 MiB over the baseline and, since a loaded machine may read slowly
 (a server that buffers every Pong may then not reach 64 MiB in 10 s), also under
 8 MiB + 25% of what the target read: a server that buffers its answers grows by ~100% of it.
+
+And the other side of it: a peer that writes a batch of 300,000 Pings and a message before
+it reads anything is not a flood but a pipelining client; the server must keep reading
+while its Pongs cannot be written (answering the latest Ping suffices), and echo the message.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from hostile_attacks import (
     FLOOD_SECONDS,
     data_flood_client,
     data_flood_server,
+    ping_batch_then_read,
     ping_flood_client,
     ping_flood_server,
 )
@@ -64,3 +69,12 @@ async def test_data_flood_client() -> None:
     result = await data_flood_client(IMPL, FLOOD_SECONDS)
     check_no_problems(result)
     check_flood(result)
+
+
+async def test_ping_batch_then_read() -> None:
+    result = await ping_batch_then_read(IMPL)
+    check_no_problems(result)
+    assert result.details["write_s"] is not None, result.describe()
+    assert result.details["echo_s"] is not None, result.describe()
+    check_rss(result, FLOOD_BOUND_MIB)
+    check_echo(result)

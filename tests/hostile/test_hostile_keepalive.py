@@ -4,12 +4,14 @@
   ping_interval + ping_timeout + 1 s (plus scheduling slack), not after close_timeout (10 s).
 - ping_interval=0.2, ping_timeout=0.3, a 200 kB frame uploaded at 100 kB/s: the bytes
   arriving prove the peer alive; no Close 1011, and the message is echoed.
+- ping_interval=0.5, ping_timeout=0.5 on a busy server (its connections get descriptors
+  above 1023, out of select()'s range): a live client is never closed.
 """
 
 from __future__ import annotations
 
 import pytest
-from hostile_attacks import dead_peer, slow_upload
+from hostile_attacks import dead_peer, keepalive_busy, slow_upload
 from hostile_harness import IMPL, check_echo, check_no_problems
 
 pytestmark = pytest.mark.hostile
@@ -35,4 +37,11 @@ async def test_slow_upload_not_closed() -> None:
     check_no_problems(result)
     assert result.close_code is None, result.describe()
     assert result.details.get("echo") is True, result.describe()
+    check_echo(result)
+
+
+async def test_keepalive_with_descriptors_above_1023() -> None:
+    result = await keepalive_busy(IMPL)
+    check_no_problems(result)
+    assert result.close_code is None, result.describe()
     check_echo(result)

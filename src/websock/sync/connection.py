@@ -50,8 +50,12 @@ __all__ = ["Connection", "Data"]
 
 Data = str | bytes
 
-# Reads go into one buffer per connection, reused: the core keeps no reference to it.
+# Reads go into one buffer per connection, reused: the core keeps no reference to it. It
+# starts small (an idle connection's thread holds it: 64 KiB each would be most of an idle
+# connection's memory) and grows to READ_SIZE once a read fills it: a busy connection then
+# reads in large chunks.
 READ_SIZE = 65536
+_FIRST_READ_SIZE = 4096
 
 
 class Connection:
@@ -109,6 +113,7 @@ class Connection:
         self._close_timer: timers.Timer | None = None
         self._terminal_timer: timers.Timer | None = None
         self._trailing = b""
+        self._flush_retry = False  # a timer will retry writing a coalesced Pong
 
     def _open(
         self,
@@ -173,7 +178,7 @@ class Connection:
     # ------------------------------------------------------------------ reading
 
     def _read_loop(self) -> None:
-        buffer = memoryview(bytearray(READ_SIZE))
+        buffer = memoryview(bytearray(_FIRST_READ_SIZE))
         protocol = self.protocol
         sock = self.socket
         exc: BaseException | None = None
@@ -213,6 +218,8 @@ class Connection:
                     n = sock.recv_into(buffer)
                     if n:
                         self._feed(buffer[:n])
+                        if n == len(buffer) < READ_SIZE:
+                            buffer = memoryview(bytearray(READ_SIZE))
                         continue
                 break  # EOF
         except OSError as error:
@@ -397,15 +404,57 @@ class Connection:
             raise
 
     def _flush_from_reader(self) -> None:
-        """Write what the core queued on its own, unless another thread is writing."""
+        """Write what the core queued on its own, unless another thread is writing, or the
+        socket cannot take it at once: the reader must never block (module docstring).
+        Then the core coalesces Pongs (pause_writing) and the timer thread retries."""
         self._owe_write = False
         with self._core_lock:
             if not self._write_lock.acquire(blocking=False):
                 return  # the holder writes it before releasing the lock
+        if not self._writable():
+            with self._core_lock:
+                self.protocol.pause_writing()
+                self._write_lock.release()
+            self._arm_flush_retry()
+            return
         try:
             self._write_queued()
         except OSError:
             pass  # the reader sees the socket fail on its next read
+
+    def _writable(self) -> bool:
+        try:
+            poller = select.poll()
+            poller.register(self.socket.fileno(), select.POLLOUT)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return False
+
+    def _arm_flush_retry(self) -> None:
+        if not self._flush_retry and not self._lost:
+            self._flush_retry = True
+            timers.call_later(0.05, self._retry_flush)
+
+    def _retry_flush(self) -> None:
+        """Timer thread: write the coalesced Pong once the socket can take it."""
+        self._flush_retry = False
+        if self._lost:
+            return
+        with self._core_lock:
+            if not self._write_lock.acquire(blocking=False):
+                self._arm_flush_retry()  # someone is writing: look again later
+                return
+        if not self._writable():
+            with self._core_lock:
+                self._write_lock.release()
+            self._arm_flush_retry()
+            return
+        with self._core_lock:
+            self.protocol.resume_writing()
+        try:
+            self._write_queued()
+        except OSError:
+            pass
 
     def _write_if_ready(self) -> None:
         """From the timer thread, which must never block: write only small frames, and
@@ -721,6 +770,9 @@ class Connection:
 
     def _start_closing(self, code: int, reason: str) -> None:
         """Send our Close (or answer the peer's) and arm the close timer; don't wait."""
+        # First: a writer blocked in sendall() (a peer that does not read) holds the write
+        # lock; the timer shuts the socket down after close_timeout, which frees it.
+        self._start_close_timer()
         self._write_lock.acquire()
         try:
             with self._changed:
@@ -738,6 +790,18 @@ class Connection:
         except OSError:
             pass
         self._start_close_timer()
+
+    def _close_nowait(self, code: int, reason: str) -> None:
+        """Queue our Close, write it if that cannot block, arm the close timer (shutdown)."""
+        self._start_close_timer()
+        with self._changed:
+            if self.protocol.terminal_pending:
+                self.protocol.messages_consumed()
+            elif not self._lost and not self.protocol.close_expected():
+                self.protocol.send_close(code, reason)
+            self._closing = True
+            self._changed.notify_all()
+        self._write_if_ready()  # else the write lock's holder writes it, or the timer ends
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the TCP connection is closed; return False on timeout."""

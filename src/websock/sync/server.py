@@ -131,9 +131,20 @@ class ServerConnection(Connection):
         # waits for frames as long as the connection lives (keepalive bounds silence).
         self.socket.settimeout(None)
         del self._handshake  # its buffers are no longer needed
-        self._open(
-            core.Role.SERVER, handshake.subprotocol, handshake.extensions, handshake.trailing
-        )
+        try:
+            self._open(
+                core.Role.SERVER, handshake.subprotocol, handshake.extensions, handshake.trailing
+            )
+        except RuntimeError as exc:  # "can't start new thread": out of threads
+            # The client has its 101: close the WebSocket way (1011), not with a bare FIN.
+            logger.error("cannot start a reader thread (%s): closing with 1011", exc)
+            self.protocol.fail(1011)
+            try:
+                self.socket.sendall(b"".join(self.protocol.data_to_send()))
+            except OSError:
+                pass
+            self._linger_close()
+            return
         if self.server._shutting_down:
             self.close(1001, "server shutting down")
             return
@@ -209,9 +220,14 @@ class ServerConnection(Connection):
         sock = self.socket
         try:
             socket.socket.shutdown(sock, socket.SHUT_WR)
-            sock.settimeout(CLOSE_GRACE)
-            while sock.recv(_HANDSHAKE_READ):
-                pass
+            deadline = timers.clock() + CLOSE_GRACE
+            while True:
+                left = deadline - timers.clock()
+                if left <= 0:
+                    break
+                sock.settimeout(left)
+                if not sock.recv(_HANDSHAKE_READ):
+                    break
         except OSError:
             pass
         finally:
@@ -230,10 +246,16 @@ class ServerConnection(Connection):
     def _read_request_quietly(self) -> None:
         # Read the request (bounded by CLOSE_GRACE) so that closing does not reset the 503.
         sock = self.socket
+        deadline = timers.clock() + CLOSE_GRACE
         try:
-            sock.settimeout(CLOSE_GRACE)
-            while self._handshake.receive_data(sock.recv(_HANDSHAKE_READ)) is None:
-                pass
+            while True:
+                left = deadline - timers.clock()
+                if left <= 0:
+                    return
+                sock.settimeout(left)
+                data = sock.recv(_HANDSHAKE_READ)
+                if not data or self._handshake.receive_data(data) is not None:
+                    return
         except (OSError, InvalidHandshake):
             pass
 
@@ -281,6 +303,7 @@ class Server:
         self._rejected = 0
         self._shutting_down = False
         self._stopped = threading.Event()
+        self._serving: int | None = None  # the thread running serve_forever()
         # serve_forever() waits on the listening socket and this pipe: shutdown() writes a
         # byte to wake it (closing a socket does not wake a thread blocked on it).
         self._wake_r, self._wake_w = socket.socketpair()
@@ -306,6 +329,7 @@ class Server:
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown` is called (from another thread, or a
         signal handler); a thread per connection runs the handshake and the handler."""
+        self._serving = threading.get_ident()
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
@@ -325,6 +349,9 @@ class Server:
                         self._start_connection(raw)
             finally:
                 self._stopped.set()
+                if self._shutting_down:
+                    self._wake_r.close()
+                    self._wake_w.close()
 
     def _start_connection(self, raw: socket.socket) -> None:
         raw.setblocking(True)
@@ -335,7 +362,13 @@ class Server:
         thread = threading.Thread(target=self._run_connection, args=(raw,), daemon=True)
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": pid_max, threads-max, ...
+            with self._lock:
+                self._threads.discard(thread)
+            logger.error("cannot start a thread for a new connection (%s): dropping it", exc)
+            raw.close()
 
     def _run_connection(self, raw: socket.socket) -> None:
         sock: socket.socket = raw
@@ -388,23 +421,26 @@ class Server:
             self._wake_w.send(b"x")
         except OSError:
             pass
-        self._stopped.wait(1.0)  # serve_forever() may never have been called
+        in_serve_forever = self._serving == threading.get_ident()
+        if not in_serve_forever:  # (in a signal handler, serve_forever is below us)
+            self._stopped.wait(1.0)  # serve_forever() may never have been called
         self.socket.close()
-        closers = []
-        for conn in self.connections:
-            if hasattr(conn, "protocol"):
-                closer = threading.Thread(target=conn.close, args=(code, reason), daemon=True)
-                closer.start()
-                closers.append(closer)
+        conns = [conn for conn in self.connections if hasattr(conn, "protocol")]
+        for conn in conns:
+            conn._close_nowait(code, reason)
         timeout = self.options.close_timeout
         deadline = None if timeout is None else timers.clock() + timeout + CLOSE_GRACE
+        for conn in conns:
+            remaining = None if deadline is None else max(0.0, deadline - timers.clock())
+            conn._closed.wait(remaining)
         with self._lock:
-            threads = list(self._threads) + closers
+            threads = list(self._threads)
         for thread in threads:
             remaining = None if deadline is None else max(0.0, deadline - timers.clock())
             thread.join(remaining)
-        self._wake_r.close()
-        self._wake_w.close()
+        if not self._stopped.is_set() and not in_serve_forever:
+            self._wake_r.close()
+            self._wake_w.close()
 
     def __enter__(self) -> Server:
         return self

@@ -39,7 +39,14 @@ class Timer:
     def cancel(self) -> None:
         """Do not run the callback. Cancelled entries leave the heap when they come due."""
         self.cancelled = True
-        self.args = ()  # drop references now: a long timer would keep its connection alive
+        # Drop references now: the callback is usually a bound method, and a cancelled
+        # keepalive timer would keep its closed connection alive until ping_interval.
+        self.callback = _noop
+        self.args = ()
+
+
+def _noop(*args: Any) -> None:
+    pass
 
 
 class _Scheduler:
