@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of websock against websockets, picows and aiohttp.
+"""Side-by-side benchmark of websock against websockets, picows and aiohttp (asyncio), and
+of websock.sync against websockets' threading server.
 
     .venv/bin/python benchmarks/run.py --quick      # ~3 minutes, 1 round
     .venv/bin/python benchmarks/run.py              # full run, ~15 minutes
@@ -137,11 +138,24 @@ class Impl:
     key: str
     label: str
     server: str
-    client: str
+    client: str | None  # None: no client-side benchmark
     peer: bool
     mode: str = "ws"  # ws | raw
     deflate: bool = True
+    # "asyncio": runs on the asyncio and uvloop loops; "sync": a threading server, measured
+    # on the "sync" row only (it has no event loop), against the other sync peers.
+    io: str = "asyncio"
 
+    def runs_on(self, loop: str) -> bool:
+        return (self.io == "sync") == (loop == SYNC)
+
+
+# The "loop" label of the threading servers: a row of its own, compared among themselves.
+SYNC = "sync"
+# The implementation each loop's ratios are about ("websock ÷ best peer"), and its floor
+# ("vs raw"): a TCP echo without WebSocket on the same I/O model.
+SUBJECT = {"asyncio": "websock", "uvloop": "websock", SYNC: "websock-sync"}
+RAW = {"asyncio": "raw", "uvloop": "raw", SYNC: "raw-sync"}
 
 IMPLS = [
     Impl("websock", "websock", "servers/ws_websock.py", "clients/ws_websock.py", peer=False),
@@ -156,8 +170,38 @@ IMPLS = [
         False,
         mode="raw",
     ),
+    Impl(
+        "websock-sync",
+        "websock.sync",
+        "servers/ws_websock_sync.py",
+        None,
+        peer=False,
+        io=SYNC,
+    ),
+    Impl(
+        "websockets-sync",
+        "websockets.sync",
+        "servers/ws_websockets_sync.py",
+        None,
+        peer=True,
+        io=SYNC,
+    ),
+    Impl(
+        "raw-sync",
+        "raw threaded TCP echo",
+        "servers/raw_threads.py",
+        None,
+        peer=False,
+        mode="raw",
+        io=SYNC,
+    ),
 ]
 IM = {i.key: i for i in IMPLS}
+
+
+def subject(loop: str) -> str:
+    return SUBJECT.get(loop, "websock")
+
 
 GEN_SATURATED = 85  # % of a core: above this a load-generator figure may be generator-limited
 
@@ -590,7 +634,7 @@ class Bench:
     # -- server side, one round (the C ceiling is shuffled in as one more "implementation")
     def server_round(self, rnd: int, loop: str, with_ceiling: bool = True) -> None:
         wls = [w for w in self.a.wl if w.kind != "idle" and not self.workload_supported(w)]
-        entries: list[Impl | None] = [IM[k] for k in self.a.impls]
+        entries: list[Impl | None] = [IM[k] for k in self.a.impls if IM[k].runs_on(loop)]
         if self.a.ceiling and with_ceiling:
             entries.append(None)
         random.shuffle(entries)
@@ -713,12 +757,16 @@ class Bench:
             servers[mode] = srv
         try:
             for loop in loops:
-                impls = [IM[k] for k in self.a.impls]
+                impls = [IM[k] for k in self.a.impls if IM[k].runs_on(loop)]
                 random.shuffle(impls)
                 for impl in impls:
                     for wk in self.a.client_workloads:
                         key = ("client-" + wk, impl.key, loop)
                         if key in self.skip:
+                            continue
+                        if impl.client is None:
+                            self.status[key] = "n/a: no client benchmark"
+                            self.skip.add(key)
                             continue
                         cmd = [
                             PY,
@@ -775,7 +823,7 @@ class Bench:
     # -- (f) idle memory
     def memory_round(self, rnd: int, loop: str) -> None:
         w = WL["f"]
-        impls = [IM[k] for k in self.a.impls]
+        impls = [IM[k] for k in self.a.impls if IM[k].runs_on(loop)]
         random.shuffle(impls)
         for impl in impls:
             key = ("f", impl.key, loop)
@@ -1104,14 +1152,15 @@ def write_report(b: Bench, meta: dict[str, Any], path: str) -> None:
     L.append("")
     L.append(
         "Throughput ratios >1 mean faster than the reference; for (f) memory, >1 means more "
-        "memory per connection than the reference."
+        "memory per connection than the reference. On the sync row, websock is websock.sync, "
+        "its peers are the threading servers (websockets.sync) and raw is the raw threaded "
+        "TCP echo."
     )
     L.append("")
     hdr = (
         "| workload | "
         + " | ".join(
-            f"{lp}: websock ÷ best peer | {lp}: websock ÷ raw asyncio | {lp}: best peer"
-            for lp in loops
+            f"{lp}: websock ÷ best peer | {lp}: websock ÷ raw | {lp}: best peer" for lp in loops
         )
         + " |"
     )
@@ -1122,7 +1171,7 @@ def write_report(b: Bench, meta: dict[str, Any], path: str) -> None:
         for lp in loops:
             ws, best, bestname, raw = ratios_for(b, w, lp)
             cells.append(
-                fmt_ratio(ws / best) if ws and best else status_short(b, w.key, "websock", lp)
+                fmt_ratio(ws / best) if ws and best else status_short(b, w.key, subject(lp), lp)
             )
             cells.append(fmt_ratio(ws / raw) if ws and raw else "–")
             cells.append(
@@ -1134,18 +1183,18 @@ def write_report(b: Bench, meta: dict[str, Any], path: str) -> None:
     for wk in a.client_workloads:
         cells = [f"client {CLIENT_WORKLOADS[wk]} (msgs/s)"]
         for lp in loops:
-            ws = med(b.client_results.get(("client-" + wk, "websock", lp), []))
+            ws = med(b.client_results.get(("client-" + wk, subject(lp), lp), []))
             raw = med(b.client_results.get(("client-" + wk, "raw", lp), []))
             best, bestname = None, ""
             for impl in IMPLS:
-                if impl.peer and impl.key in a.impls:
+                if impl.peer and impl.key in a.impls and impl.runs_on(lp):
                     v = med(b.client_results.get(("client-" + wk, impl.key, lp), []))
                     if v is not None and (best is None or v > best):
                         best, bestname = v, impl.label
             cells.append(
                 fmt_ratio(ws / best)
                 if ws and best
-                else status_short(b, "client-" + wk, "websock", lp)
+                else status_short(b, "client-" + wk, subject(lp), lp)
             )
             cells.append(fmt_ratio(ws / raw) if ws and raw else "–")
             cells.append(
@@ -1173,22 +1222,22 @@ def write_report(b: Bench, meta: dict[str, Any], path: str) -> None:
         if w.kind == "idle":
             L.append(
                 f"| implementation | loop | KiB per connection ({better}) | vs best peer | "
-                f"vs raw asyncio | spread | time to open {a.idle_conns:,} (s) |"
+                f"vs raw | spread | time to open {a.idle_conns:,} (s) |"
             )
             L.append("|---|---|---|---|---|---|---|")
         else:
             extra = " | p50 RTT µs" if w.kind == "echo" and w.key in ("a", "b", "g-b") else ""
             L.append(
                 f"| implementation | loop | {w.metric} ({better}) | vs best peer | "
-                f"vs raw asyncio | spread | server CPU (wait) | gen CPU (wait){extra} |"
+                f"vs raw | spread | server CPU (wait) | gen CPU (wait){extra} |"
             )
             L.append("|---|---|---|---|---|---|---|---|" + ("---|" if extra else ""))
         for lp in loops:
             _ws, best, _bn, raw = ratios_for(b, w, lp)
-            for impl in [IM[k] for k in a.impls]:
+            for impl in [IM[k] for k in a.impls if IM[k].runs_on(lp)]:
                 samples = b.results.get((w.key, impl.key, lp), [])
                 val = med(samples)
-                label = f"**{impl.label}**" if impl.key == "websock" else impl.label
+                label = f"**{impl.label}**" if impl.key == subject(lp) else impl.label
                 if val is None:
                     note = b.status.get((w.key, impl.key, lp))
                     if not note and samples:
@@ -1307,15 +1356,15 @@ def write_report(b: Bench, meta: dict[str, Any], path: str) -> None:
         L.append(hdr)
         L.append("|---|---|" + "---|---|---|---|" * len(a.client_workloads))
         for lp in loops:
-            for impl in [IM[k] for k in a.impls]:
-                cells = [f"**{impl.label}**" if impl.key == "websock" else impl.label, lp]
+            for impl in [IM[k] for k in a.impls if IM[k].runs_on(lp) and IM[k].client]:
+                cells = [f"**{impl.label}**" if impl.key == subject(lp) else impl.label, lp]
                 for wk in a.client_workloads:
                     samples = b.client_results.get(("client-" + wk, impl.key, lp), [])
                     val = med(samples)
                     peers = [
                         med(b.client_results.get(("client-" + wk, p.key, lp), []))
                         for p in IMPLS
-                        if p.peer and p.key in a.impls
+                        if p.peer and p.key in a.impls and p.runs_on(lp)
                     ]
                     best = max((x for x in peers if x), default=None)
                     raw = med(b.client_results.get(("client-" + wk, "raw", lp), []))
@@ -1351,11 +1400,11 @@ def write_report(b: Bench, meta: dict[str, Any], path: str) -> None:
 def ratios_for(
     b: Bench, w: Workload, loop: str
 ) -> tuple[float | None, float | None, str, float | None]:
-    ws = med(b.results.get((w.key, "websock", loop), []))
-    raw = med(b.results.get((w.key, "raw", loop), []))
+    ws = med(b.results.get((w.key, subject(loop), loop), []))
+    raw = med(b.results.get((w.key, RAW.get(loop, "raw"), loop), []))
     best, bestname = None, ""
     for impl in IMPLS:
-        if not impl.peer or impl.key not in b.a.impls:
+        if not impl.peer or impl.key not in b.a.impls or not impl.runs_on(loop):
             continue
         v = med(b.results.get((w.key, impl.key, loop), []))
         if v is None:
@@ -1395,13 +1444,15 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument(
         "--impls",
-        default="websock,websockets,picows,aiohttp,raw",
-        help="comma list of websock,websockets,picows,aiohttp,raw",
+        default="websock,websockets,picows,aiohttp,raw,websock-sync,websockets-sync,raw-sync",
+        help="comma list of websock,websockets,picows,aiohttp,raw (asyncio servers) and "
+        "websock-sync,websockets-sync,raw-sync (threading servers, on the 'sync' row)",
     )
     p.add_argument(
         "--loops",
         default=None,
-        help="comma list of asyncio,uvloop (default: both, uvloop only where installed)",
+        help="comma list of asyncio,uvloop,sync (default: asyncio and uvloop where installed "
+        "if an asyncio server is chosen, sync if a threading server is)",
     )
     p.add_argument(
         "--clients", default="a,c", help="client-side workloads: comma list of a,c, or 'none'"
@@ -1442,14 +1493,21 @@ def parse_args() -> argparse.Namespace:
             p.error(f"unknown implementation {k!r}")
     a.impls = [i.key for i in IMPLS if i.key in a.impls]  # stable table order
     if a.loops is None:
-        try:
-            import uvloop  # noqa: F401
+        a.loops = []
+        if any(IM[k].io != SYNC for k in a.impls):
+            try:
+                import uvloop  # noqa: F401
 
-            a.loops = ["asyncio", "uvloop"]
-        except ImportError:
-            a.loops = ["asyncio"]
+                a.loops = ["asyncio", "uvloop"]
+            except ImportError:
+                a.loops = ["asyncio"]
+        if any(IM[k].io == SYNC for k in a.impls):
+            a.loops.append(SYNC)
     else:
         a.loops = [x.strip() for x in a.loops.split(",") if x.strip()]
+        for lp in a.loops:
+            if lp not in SUBJECT:
+                p.error(f"unknown loop {lp!r}")
     a.client_workloads = (
         []
         if a.clients == "none"

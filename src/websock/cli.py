@@ -3,7 +3,8 @@
 ``python -m websock serve`` serves wss:// on 127.0.0.1:8443 with a development certificate
 made on first use and kept in the user's cache directory (the path of its CA file is printed,
 so clients can trust it); ``--certfile/--keyfile`` use a real certificate, ``--plain``
-serves ws://.
+serves ws://. ``--sync`` runs the same echo server on the threading layer
+(:mod:`websock.sync`, a thread per connection) instead of asyncio, with the same options.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .asyncio.client import ClientConnection, connect
@@ -39,6 +40,10 @@ from .protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
+
+if TYPE_CHECKING:
+    # websock.sync is imported only by `serve --sync`: the asyncio commands don't pay for it.
+    from .sync import ServerConnection as SyncServerConnection
 
 __all__ = ["main", "dev_certificate"]
 
@@ -201,38 +206,49 @@ async def _echo(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
-async def _run_server(args: argparse.Namespace) -> None:
-    context: ssl.SSLContext | None = None
-    scheme = "ws"
-    if not args.plain:
-        scheme = "wss"
-        if args.certfile:
-            certfile, keyfile = args.certfile, args.keyfile
-        else:
-            ca, cert, key = dev_certificate()
-            certfile, keyfile = str(cert), str(key)
-            print(f"development certificate: CA file for clients: {ca}", flush=True)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certfile, keyfile)
+def _server_context(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, str]:
+    """The TLS context of ``websock serve`` (None with --plain) and the URI scheme."""
+    if args.plain:
+        return None, "ws"
+    if args.certfile:
+        certfile, keyfile = args.certfile, args.keyfile
+    else:
+        ca, cert, key = dev_certificate()
+        certfile, keyfile = str(cert), str(key)
+        print(f"development certificate: CA file for clients: {ca}", flush=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context, "wss"
+
+
+def _server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``serve`` from the command line: both I/O layers take the
+    same ones, so ``--sync`` honours every option of the asyncio server."""
     compression: list[ServerPerMessageDeflateFactory] | None = None
     if not args.no_compression:
         compression = [ServerPerMessageDeflateFactory(compression_level=args.compression_level)]
-    server = await serve(
-        _echo,
-        args.host,
-        args.port,
-        ssl=context,
-        compression=compression,
-        max_message_size=args.max_message_size,
-        max_frame_size=args.max_frame_size,
-        max_fragments=args.max_fragments,
-        max_queue=args.max_queue,
-        open_timeout=args.open_timeout,
-        close_timeout=args.close_timeout,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
-        max_connections=args.max_connections,
-    )
+    return {
+        "compression": compression,
+        "max_message_size": args.max_message_size,
+        "max_frame_size": args.max_frame_size,
+        "max_fragments": args.max_fragments,
+        "max_queue": args.max_queue,
+        "open_timeout": args.open_timeout,
+        "close_timeout": args.close_timeout,
+        "ping_interval": args.ping_interval,
+        "ping_timeout": args.ping_timeout,
+        "max_connections": args.max_connections,
+    }
+
+
+def _listening_line(args: argparse.Namespace, scheme: str, port: int, layer: str) -> str:
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    return f"websock {__version__} echo server{layer} listening on {scheme}://{host}:{port}/"
+
+
+async def _run_server(args: argparse.Namespace) -> None:
+    context, scheme = _server_context(args)
+    server = await serve(_echo, args.host, args.port, ssl=context, **_server_options(args))
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -245,15 +261,66 @@ async def _run_server(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_stop)
-    host = args.host if ":" not in args.host else f"[{args.host}]"
-    print(
-        f"websock {__version__} echo server listening on {scheme}://{host}:{server.port}/",
-        flush=True,
-    )
+    print(_listening_line(args, scheme, server.port, ""), flush=True)
     await stop
     print("shutting down: closing connections with 1001", flush=True)
     server.close()
     await server.wait_closed()
+
+
+def _sync_echo(ws: SyncServerConnection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def _run_sync_server(args: argparse.Namespace) -> int:
+    """``websock serve --sync``: the echo server on websock.sync, a thread per connection.
+
+    serve_forever() runs in a thread of its own and the main thread waits for SIGINT or
+    SIGTERM, then calls shutdown() itself: the signal handler only sets an event, so the
+    graceful close (up to close_timeout) never runs inside a handler that interrupted
+    whatever the main thread was doing.
+    """
+    from .sync import serve as sync_serve
+
+    context, scheme = _server_context(args)
+    server = sync_serve(_sync_echo, args.host, args.port, ssl=context, **_server_options(args))
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    # Before announcing the address, as for asyncio: a supervisor that signals us as soon
+    # as it reads the line must get a graceful shutdown.
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    failed: list[BaseException] = []
+
+    def accept() -> None:
+        try:
+            server.serve_forever()
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            stop.set()  # serve_forever() failed: shut down too
+
+    acceptor = threading.Thread(target=accept, name="websock-accept", daemon=True)
+    try:
+        acceptor.start()
+        print(_listening_line(args, scheme, server.port, " (sync)"), flush=True)
+        # Returns when a handler sets the event: on POSIX a lock wait is interrupted by a
+        # signal, the handler runs in this (main) thread, and the wait then sees the event.
+        stop.wait()
+        print("shutting down: closing connections with 1001", flush=True)
+        server.shutdown()
+        acceptor.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        log.error("the accept loop failed", exc_info=failed[0])
+        return EXIT_FAILURE
+    return 0
 
 
 async def _run_client(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
@@ -369,6 +436,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--plain", action="store_true", help="serve ws:// without TLS")
     s.add_argument(
+        "--sync",
+        action="store_true",
+        help="run on websock.sync (a thread per connection) instead of asyncio; "
+        "every other option works the same",
+    )
+    s.add_argument(
         "--certfile", help="PEM certificate chain (with --keyfile) instead of the development one"
     )
     s.add_argument("--keyfile", help="PEM private key for --certfile")
@@ -466,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.port is None:
             args.port = 8080 if args.plain else 8443
         try:
+            if args.sync:
+                return _run_sync_server(args)
             asyncio.run(_run_server(args))
         except OSError as exc:
             print(f"websock serve: {exc}", file=sys.stderr)

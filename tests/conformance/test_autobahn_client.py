@@ -1,4 +1,5 @@
-"""websock's client (compliance/client.py) against kosoku's fuzzingserver, ws and wss.
+"""websock's client (compliance/client.py) against kosoku's fuzzingserver: asyncio over ws
+and wss, websock.sync over ws.
 
 The harness is in conftest.py; compliance/README.md says how to run it by hand and
 what each verdict means.
@@ -10,6 +11,6 @@ import pytest
 
 
 @pytest.mark.conformance
-@pytest.mark.parametrize("variant", ["client-ws", "client-wss"])
+@pytest.mark.parametrize("variant", ["client-ws", "client-wss", "client-sync-ws"])
 def test_autobahn_client(autobahn, variant: str) -> None:
     autobahn.run(variant)

@@ -1,4 +1,5 @@
-"""websock's server under kosoku's fuzzingclient: every Autobahn case, ws and wss.
+"""websock's server under kosoku's fuzzingclient: asyncio over ws and wss, websock.sync
+(``serve --sync``) over ws.
 
 The harness is in conftest.py; compliance/README.md says how to run it by hand and
 what each verdict means.
@@ -10,7 +11,7 @@ import pytest
 
 
 @pytest.mark.conformance
-@pytest.mark.parametrize("variant", ["server-ws", "server-wss"])
+@pytest.mark.parametrize("variant", ["server-ws", "server-wss", "server-sync-ws"])
 def test_autobahn_server(autobahn, variant: str) -> None:
     autobahn.run(variant)
 
