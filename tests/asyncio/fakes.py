@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from websock.asyncio.connection import Connection
+from websock.options import Options
 from websock.protocol import connection as core
 from websock.protocol.extensions.base import Extension
 
@@ -84,7 +85,7 @@ def open_connection(
     **overrides: Any,
 ) -> tuple[Connection, FakeTransport]:
     """An open connection (handshake done) on a fake transport; options as serve()'s."""
-    options: dict[str, Any] = dict(
+    settings: dict[str, Any] = dict(
         max_message_size=None,
         max_frame_size=None,
         max_queue=16,
@@ -92,10 +93,9 @@ def open_connection(
         close_timeout=1.0,
         ping_interval=None,
         ping_timeout=None,
-        logger=logging.getLogger("test"),
     )
-    options.update(overrides)
-    conn = Connection(role, **options)
+    settings.update(overrides)
+    conn = Connection(role, Options(**settings), logging.getLogger("test"))
     transport = FakeTransport()
     transport.protocol = conn
     conn.connection_made(transport)

@@ -146,10 +146,12 @@ async def test_queue_bounded_in_bytes() -> None:
 
 async def test_max_queue_int_keeps_the_default_byte_bound() -> None:
     conn, _ = open_connection(max_queue=1000)
-    assert conn.max_queue == 1000 and conn._queue_max_bytes == 1 << 20
+    assert conn.options.queue_bounds == (1000, 1 << 20)
+    assert conn._queue_max == 1000 and conn._queue_max_bytes == 1 << 20
     conn.connection_lost(None)
     conn, _ = open_connection(max_queue=None)
-    assert conn.max_queue is None and conn._queue_max_bytes is None
+    assert conn.options.queue_bounds == (None, None)
+    assert conn._queue_max is None and conn._queue_max_bytes is None
     conn.connection_lost(None)
     with pytest.raises(ValueError):
         open_connection(max_queue=(16, 0))
@@ -241,6 +243,75 @@ async def test_keepalive_counts_any_received_byte_as_alive() -> None:
     assert conn.protocol is not None and conn.protocol.close_sent is None
     assert conn._keepalive_payload is None  # the next ping is scheduled as after a Pong
     conn.connection_lost(None)
+
+
+async def test_pong_to_a_later_ping_answers_the_keepalive_ping_too() -> None:
+    """RFC 6455 5.5.3: a Pong answers its Ping and every earlier one (Pong.acknowledged)."""
+    conn, transport = open_connection(ping_interval=1000.0, ping_timeout=1000.0)
+    conn._keepalive_ping()
+    keepalive = conn._keepalive_payload
+    assert keepalive is not None
+    first = asyncio.ensure_future(conn.ping(b"first"))
+    second = asyncio.ensure_future(conn.ping(b"second"))
+    await asyncio.sleep(0)
+    read(conn, client_frame(Opcode.PONG, b"first"))
+    assert conn._keepalive_payload is None  # answered: the next ping is scheduled
+    assert await asyncio.wait_for(first, 1) >= 0
+    read(conn, client_frame(Opcode.PONG, b"unsolicited"))
+    await asyncio.sleep(0.01)
+    assert not second.done()
+    read(conn, client_frame(Opcode.PONG, b"second"))
+    assert await asyncio.wait_for(second, 1) >= 0
+    assert conn._pings == {}
+    conn.connection_lost(None)
+
+
+async def test_ping_payload_of_a_waiting_keepalive_ping_is_refused() -> None:
+    conn, transport = open_connection(ping_interval=1000.0, ping_timeout=1000.0)
+    conn._keepalive_ping()
+    keepalive = conn._keepalive_payload
+    assert keepalive is not None
+    with pytest.raises(websock.InvalidState, match="same payload"):
+        await conn.ping(keepalive)
+    pending = asyncio.ensure_future(conn.ping(b"mine"))
+    await asyncio.sleep(0)
+    with pytest.raises(websock.InvalidState, match="same payload"):
+        await conn.ping(b"mine")
+    conn.connection_lost(None)
+    with pytest.raises(ConnectionClosedError):
+        await pending
+
+
+async def test_violation_behind_messages_is_answered_when_they_are_consumed() -> None:
+    """The core fails the connection (messages_consumed) once recv() empties the queue."""
+    conn, transport = open_connection()
+    bad = serialize_frame(Opcode.TEXT, b"x", mask=None)  # unmasked from a client: 1002
+    read(conn, client_frame(Opcode.TEXT, b"one") + client_frame(Opcode.TEXT, b"two") + bad)
+    assert conn.protocol is not None and conn.protocol.terminal_pending
+    assert conn._terminal_timer is not None
+    assert await conn.recv() == "one" and await conn.recv() == "two"
+    assert conn.protocol.close_sent is None  # nothing consumed the end of the queue yet
+    with pytest.raises(ConnectionClosedError) as raised:
+        await asyncio.wait_for(conn.recv(), 5)
+    assert raised.value.sent is not None and raised.value.sent.code == 1002
+    assert isinstance(raised.value.__cause__, websock.ProtocolError)
+    assert not conn.protocol.terminal_pending and conn._terminal_timer is None
+    assert transport.out[-1] == b"\x88" + bytes([len(raised.value.sent.serialize())]) + (
+        raised.value.sent.serialize()
+    )
+
+
+async def test_terminal_timer_answers_a_close_the_application_never_reaches() -> None:
+    conn, transport = open_connection(close_timeout=0.05)
+    read(conn, client_frame(Opcode.TEXT, b"unread") + client_frame(Opcode.CLOSE, b"\x03\xe8"))
+    assert conn.protocol is not None and conn.protocol.terminal_pending
+    await asyncio.sleep(0.2)
+    assert not conn.protocol.terminal_pending
+    assert conn.protocol.close_sent is not None and conn.protocol.close_sent.code == 1000
+    assert await conn.recv() == "unread"  # still delivered
+    conn.connection_lost(None)
+    with pytest.raises(websock.ConnectionClosedOK):
+        await conn.recv()
 
 
 async def test_keepalive_timeout_ends_tcp_without_close_timeout() -> None:

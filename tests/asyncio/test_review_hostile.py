@@ -71,7 +71,9 @@ async def test_violation_behind_message_then_close(start_server: Any, how: str) 
     queued = asyncio.Event()
 
     async def handler(ws: websock.ServerConnection) -> None:
-        await until(lambda: ws._terminal is not None, "the violation")
+        await until(
+            lambda: ws.protocol is not None and ws.protocol.failure is not None, "the violation"
+        )
         queued.set()
         if how == "close":
             await ws.close()

@@ -11,39 +11,28 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..exceptions import InvalidHandshake
-from ..protocol import connection as core
-from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
-from ..protocol.extensions.base import ClientExtensionFactory
-from ..protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
-from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
-from ..protocol.uri import parse_uri
-from . import transports
-from .connection import Connection
-from .server import (
+from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_OPEN_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WRITE_LIMIT,
+    Options,
 )
+from ..protocol import connection as core
+from ..protocol.extensions.base import ClientExtensionFactory
+from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
+from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
+from ..protocol.uri import parse_uri
+from . import transports
+from .connection import Connection
 
 __all__ = ["connect", "ClientConnection"]
 
 logger = logging.getLogger("websock.client")
-
-
-def _compression_factories(
-    compression: Literal["deflate"] | None | Sequence[ClientExtensionFactory],
-) -> list[ClientExtensionFactory]:
-    if compression is None:
-        return []
-    if compression == "deflate":
-        return [ClientPerMessageDeflateFactory()]
-    if isinstance(compression, str):
-        raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
-    return list(compression)
 
 
 class ClientConnection(Connection):
@@ -56,19 +45,8 @@ class ClientConnection(Connection):
         "response",
     )
 
-    def __init__(self, handshake: ClientHandshake, options: dict[str, Any]) -> None:
-        super().__init__(
-            core.Role.CLIENT,
-            max_message_size=options["max_message_size"],
-            max_frame_size=options["max_frame_size"],
-            max_fragments=options["max_fragments"],
-            max_queue=options["max_queue"],
-            write_limit=options["write_limit"],
-            close_timeout=options["close_timeout"],
-            ping_interval=options["ping_interval"],
-            ping_timeout=options["ping_timeout"],
-            logger=logger,
-        )
+    def __init__(self, handshake: ClientHandshake, options: Options) -> None:
+        super().__init__(core.Role.CLIENT, options, logger)
         self._handshake = handshake
         self.request = handshake.request
         self.response: Response | None = None
@@ -136,6 +114,10 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
       ``max_handshake_size`` (16 KiB), ``max_headers`` (128).
     - Timeouts (seconds, None to disable): ``open_timeout`` (10: TCP, TLS and HTTP upgrade
       together), ``close_timeout`` (10), ``ping_interval`` (20), ``ping_timeout`` (20).
+
+    The settings are validated when ``connect()`` is called (a bad value raises
+    :class:`ValueError` there) and kept, as an :class:`~websock.options.Options`, in the
+    connection's ``options``.
     """
 
     def __init__(
@@ -174,32 +156,43 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         self._host = host
         self._port = port
         self._sock = sock
-        self._handshake_args: dict[str, Any] = {
-            "origin": origin,
-            "subprotocols": subprotocols,
-            "extensions": _compression_factories(compression),
-            "extra_headers": additional_headers,
-            "user_agent": user_agent,
-            "max_size": max_handshake_size,
-            "max_headers": max_headers,
-        }
-        self._options: dict[str, Any] = {
-            "max_message_size": max_message_size,
-            "max_frame_size": max_frame_size,
-            "max_fragments": max_fragments,
-            "max_queue": max_queue,
-            "write_limit": write_limit,
-            "close_timeout": close_timeout,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-        }
-        self._open_timeout = open_timeout
+        # Every protocol setting in one validated object (a bad value raises ValueError
+        # here). ssl, server_hostname, host, port and sock are not part of it: they say
+        # where and how to connect (I/O resources), not how to speak WebSocket.
+        self._options = Options(
+            origin=origin,
+            subprotocols=subprotocols,
+            compression=compression,
+            additional_headers=additional_headers,
+            user_agent=user_agent,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            max_fragments=max_fragments,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            max_handshake_size=max_handshake_size,
+            max_headers=max_headers,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+        )
         self._connection: ClientConnection | None = None
 
     async def _connect(self) -> ClientConnection:
         loop = asyncio.get_running_loop()
         uri = self.uri
-        handshake = ClientHandshake(uri, **self._handshake_args)
+        options = self._options
+        handshake = ClientHandshake(
+            uri,
+            origin=options.origin,
+            subprotocols=options.subprotocols,
+            extensions=options.client_extensions(),
+            extra_headers=options.additional_headers,
+            user_agent=options.user_agent,
+            max_size=options.max_handshake_size,
+            max_headers=options.max_headers,
+        )
         kwargs: dict[str, Any] = {}
         if uri.secure:
             kwargs["ssl"] = (
@@ -212,7 +205,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
             kwargs["host"] = self._host or uri.host
             kwargs["port"] = self._port or uri.port
         _, connection = await transports.create_connection(
-            loop, lambda: ClientConnection(handshake, self._options), **kwargs
+            loop, lambda: ClientConnection(handshake, options), **kwargs
         )
         try:
             await connection.opened
@@ -223,14 +216,15 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         return connection
 
     async def _connect_with_timeout(self) -> ClientConnection:
-        if self._open_timeout is None:
+        open_timeout = self._options.open_timeout
+        if open_timeout is None:
             return await self._connect()
         try:
-            return await asyncio.wait_for(self._connect(), self._open_timeout)
+            return await asyncio.wait_for(self._connect(), open_timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(
                 f"opening handshake with {self.uri.host}:{self.uri.port} "
-                f"did not complete within {self._open_timeout}s"
+                f"did not complete within {open_timeout}s"
             ) from None
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:

@@ -61,6 +61,7 @@ from ..exceptions import (
     ConnectionClosedOK,
     InvalidState,
 )
+from ..options import CLOSE_GRACE, DEFAULT_MAX_QUEUE_BYTES, Options
 from ..protocol import connection as core
 from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
@@ -71,13 +72,6 @@ __all__ = ["Connection", "Data", "DEFAULT_MAX_QUEUE_BYTES", "CLOSE_GRACE", "TLS_
 
 Data = str | bytes
 
-_OK_CODES = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD)
-
-#: The byte bound of the receive queue when ``max_queue`` gives only a message count: 1 MiB,
-#: the default message size limit, so that a connection whose application stalls holds at
-#: most about 2 MiB of received messages (the queue plus the last message delivered).
-DEFAULT_MAX_QUEUE_BYTES = 1 << 20
-
 # Over TLS, asyncio's transport.close() sends close_notify and closes TCP only when the peer
 # answers with its own (or after ssl_shutdown_timeout, 30 s). Peers that answer do so within a
 # round trip; RFC 5246 7.2.1 does not require waiting for the answer; and once the WebSocket
@@ -86,9 +80,8 @@ DEFAULT_MAX_QUEUE_BYTES = 1 << 20
 # the server end TCP promptly, as RFC 6455 7.1.1 asks.
 TLS_CLOSE_GRACE = 1.0
 # Over plain TCP the server half-closes and then drains what the peer still sends (see the
-# module docstring), for at most this long (and at most close_timeout): a well-behaved peer
-# closes its side within a round trip of our FIN.
-CLOSE_GRACE = 1.0
+# module docstring) for at most CLOSE_GRACE, and at most close_timeout. CLOSE_GRACE and
+# DEFAULT_MAX_QUEUE_BYTES are defined in websock.options and re-exported from here.
 
 
 # Received bytes are read into one buffer per event loop (asyncio.BufferedProtocol), not
@@ -167,6 +160,7 @@ class Connection(asyncio.BufferedProtocol):
         "_drop_overflow",
         "_drain_waiters",
         "_flush_handle",
+        "_input_over",
         "_keepalive_payload",
         "_keepalive_timer",
         "_lost",
@@ -175,6 +169,7 @@ class Connection(asyncio.BufferedProtocol):
         "_pings",
         "_queue_low",
         "_queue_low_bytes",
+        "_queue_max",
         "_queue_max_bytes",
         "_queued_bytes",
         "_read_buffer",
@@ -184,24 +179,16 @@ class Connection(asyncio.BufferedProtocol):
         "_resume_handle",
         "_role",
         "_send_in_progress",
-        "_terminal",
-        "_terminal_done",
         "_terminal_timer",
         "_tls",
         "_write_high",
         "_write_low",
         "_write_paused",
-        "close_timeout",
         "connection_lost_waiter",
         "extensions",
         "logger",
         "loop",
-        "max_fragments",
-        "max_frame_size",
-        "max_message_size",
-        "max_queue",
-        "ping_interval",
-        "ping_timeout",
+        "options",
         "protocol",
         "subprotocol",
         "transport",
@@ -212,49 +199,23 @@ class Connection(asyncio.BufferedProtocol):
     def __init__(
         self,
         role: core.Role,
-        *,
-        # Limits
-        max_message_size: int | None,
-        max_frame_size: int | None,
-        max_queue: int | tuple[int | None, int | None] | None,
-        write_limit: int | tuple[int, int | None],
-        # Timeouts
-        close_timeout: float | None,
-        ping_interval: float | None,
-        ping_timeout: float | None,
+        options: Options,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-        max_fragments: int | None = core.DEFAULT_MAX_FRAGMENTS,
     ) -> None:
-        if max_queue is None:
-            queue_messages, queue_bytes = None, None
-        elif isinstance(max_queue, int):
-            queue_messages, queue_bytes = max_queue, DEFAULT_MAX_QUEUE_BYTES
-        else:
-            queue_messages, queue_bytes = max_queue
-        if queue_messages is not None and queue_messages < 1:
-            raise ValueError("max_queue must be >= 1 message, or None")
-        if queue_bytes is not None and queue_bytes < 1:
-            raise ValueError("the byte bound of max_queue must be >= 1, or None")
         self._role = role
-        self.max_message_size = max_message_size
-        self.max_frame_size = max_frame_size
-        self.max_fragments = max_fragments
-        #: Bound on received messages waiting for recv() (None: no bound).
-        self.max_queue = queue_messages
+        #: The settings of this connection (see :class:`~websock.options.Options`), as given
+        #: to :func:`serve` or :func:`connect`.
+        self.options = options
+        self.logger = logger
+        # Derived from options once: read on every read and write (the hot path), where a
+        # property of Options would cost a call each time.
+        queue_messages, queue_bytes = options.queue_bounds
+        self._queue_max = queue_messages
         self._queue_low = None if queue_messages is None else max(1, queue_messages // 4)
         self._queue_max_bytes = queue_bytes
         self._queue_low_bytes = None if queue_bytes is None else queue_bytes // 4
         self._queued_bytes = 0
-        if isinstance(write_limit, int):
-            self._write_high, self._write_low = write_limit, write_limit // 4
-        else:
-            high, low = write_limit
-            self._write_high = high
-            self._write_low = high // 4 if low is None else low
-        self.close_timeout = close_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.logger = logger
+        self._write_high, self._write_low = options.write_marks
 
         self.loop = asyncio.get_running_loop()
         self._read_buffer = _receive_buffer(self.loop)
@@ -275,9 +236,13 @@ class Connection(asyncio.BufferedProtocol):
         self._drop_overflow = False  # close() called: messages beyond a full queue are dropped
         self._data_seen = False  # bytes arrived since the last keepalive ping
         self._reading_direct = False  # get_buffer() returned the core's receive_buffer()
-        self._terminal: core.CloseReceived | core.ProtocolViolation | None = None
+        # Bounds the wait for the application to consume the messages that precede the
+        # peer's Close or violation (see _dispatch).
         self._terminal_timer: asyncio.TimerHandle | None = None
-        self._terminal_done = False
+        # The core will deliver no more messages: it reported the peer's Close or a violation
+        # (it drops all input after those), or we failed the connection (keepalive timeout,
+        # internal error). recv() raises once the queue is empty.
+        self._input_over = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._send_in_progress: asyncio.Future[None] | None = None
@@ -347,12 +312,13 @@ class Connection(asyncio.BufferedProtocol):
     def _open(self, extensions: list[Extension], trailing: bytes) -> None:
         """Start the WebSocket phase once the opening handshake succeeded."""
         self.extensions = extensions
+        options = self.options
         self.protocol = core.Connection(
             self._role,
             extensions=extensions,
-            max_message_size=self.max_message_size,
-            max_frame_size=self.max_frame_size,
-            max_fragments=self.max_fragments,
+            max_message_size=options.max_message_size,
+            max_frame_size=options.max_frame_size,
+            max_fragments=options.max_fragments,
         )
         if self._write_paused:
             self.protocol.pause_writing()
@@ -386,7 +352,7 @@ class Connection(asyncio.BufferedProtocol):
             if self._messages or self._drop_overflow:
                 self._set_room(protocol)
             else:  # the common case, inlined: an empty queue has all its room
-                protocol.set_receive_room(self.max_queue, self._queue_max_bytes)
+                protocol.set_receive_room(self._queue_max, self._queue_max_bytes)
             if self._reading_direct:
                 self._reading_direct = False
                 protocol.buffer_received(nbytes)
@@ -419,7 +385,7 @@ class Connection(asyncio.BufferedProtocol):
         """Tell the core how much the receive queue can still take (see set_receive_room)."""
         messages = self._messages
         queued = len(messages) if messages else 0
-        max_queue = self.max_queue
+        max_queue = self._queue_max
         max_bytes = self._queue_max_bytes
         room = None if max_queue is None else max_queue - queued
         room_bytes = None if max_bytes is None else max_bytes - self._queued_bytes
@@ -464,7 +430,8 @@ class Connection(asyncio.BufferedProtocol):
     def _queue_not_full(self) -> bool:
         messages = self._messages
         n = 0 if messages is None else len(messages)
-        return (self.max_queue is None or n < self.max_queue) and (
+        max_queue = self._queue_max
+        return (max_queue is None or n < max_queue) and (
             self._queue_max_bytes is None or self._queued_bytes < self._queue_max_bytes
         )
 
@@ -503,7 +470,7 @@ class Connection(asyncio.BufferedProtocol):
         try:
             assert protocol is not None
             protocol.fail(CloseCode.INTERNAL_ERROR)
-            self._terminal_done = True
+            self._input_over = True
             self._read_after_terminal()
             self._flush_now()
         except Exception:
@@ -513,7 +480,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool | None:
         if self.protocol is not None and not self._draining:
-            if self._terminal is not None and not self._terminal_done:
+            if self.protocol.terminal_pending:
                 # The peer's Close (or violation) waits behind unread messages, but the
                 # transport closes now: answer it while we still can, so that the
                 # outcome does not depend on whether EOF came in the same read.
@@ -595,42 +562,45 @@ class Connection(asyncio.BufferedProtocol):
                 messages.append(event)  # type: ignore[arg-type]
                 self._queued_bytes += len(event)  # type: ignore[arg-type]
             elif kind is core.Pong:
-                self._pong_received(event.payload)  # type: ignore[union-attr]
+                self._pong_received(event)  # type: ignore[arg-type]
             elif kind is core.Ping:
                 pass  # the core already queued the Pong
             else:
+                # The peer's Close or a violation (the last event: the core drops what
+                # follows). The core answers it once the application has consumed the
+                # messages that came first (module docstring): now if there are none,
+                # else when recv() finds the queue empty, or after close_timeout.
                 assert isinstance(event, (core.CloseReceived, core.ProtocolViolation))
-                if self._terminal is None:
-                    self._terminal = event
-                    if messages:
-                        # Let the application consume what came first (module docstring).
-                        if self.close_timeout is not None:
-                            self._terminal_timer = self.loop.call_later(
-                                self.close_timeout, self._act_on_terminal
-                            )
-                    else:
-                        self._act_on_terminal()
+                self._input_over = True
+                close_timeout = self.options.close_timeout
+                if not messages:
+                    self._act_on_terminal()
+                elif close_timeout is not None and self._terminal_timer is None:
+                    protocol = self.protocol
+                    if protocol is not None and protocol.terminal_pending:
+                        self._terminal_timer = self.loop.call_later(
+                            close_timeout, self._act_on_terminal
+                        )
         if messages:
             # Called from a protocol callback: resume a task waiting in recv() at once, so
             # that its answer is written in this loop iteration (see waiter.py).
             self._wake_reader(inline=True)
 
     def _act_on_terminal(self) -> None:
-        """Answer the peer's Close, or fail the connection after a violation."""
-        if self._terminal_done:
-            return
-        self._terminal_done = True
-        if self._terminal_timer is not None:
-            self._terminal_timer.cancel()
+        """The messages before the peer's Close or violation are consumed, or we stop
+        waiting for the application: the core answers (``messages_consumed``) by echoing the
+        Close or failing with the violation's code. Then TCP's end is awaited."""
+        timer = self._terminal_timer
+        if timer is not None:
+            timer.cancel()
+            self._terminal_timer = None
         protocol = self.protocol
-        terminal = self._terminal
-        assert protocol is not None and terminal is not None
-        if isinstance(terminal, core.ProtocolViolation):
-            error = terminal.error
-            self.logger.info("failing connection with %d: %s", error.close_code, error)
-            protocol.fail(error.close_code, str(error))
-        else:
-            protocol.reply_to_close()
+        assert protocol is not None
+        if protocol.terminal_pending:
+            error = protocol.failure
+            if error is not None:
+                self.logger.info("failing connection with %d: %s", error.close_code, error)
+            protocol.messages_consumed()
         self._read_after_terminal()
         self._flush()
         self._start_close_timer()
@@ -733,12 +703,13 @@ class Connection(asyncio.BufferedProtocol):
             transport.close()
         grace = TLS_CLOSE_GRACE if self._tls else CLOSE_GRACE
         now = self.loop.time()
-        if self.close_timeout is not None:
-            grace = min(grace, self.close_timeout)
+        close_timeout = self.options.close_timeout
+        if close_timeout is not None:
+            grace = min(grace, close_timeout)
         if peer_dead:
             deadline: float | None = now + grace
         else:
-            deadline = None if self.close_timeout is None else now + self.close_timeout
+            deadline = None if close_timeout is None else now + close_timeout
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._close_timer = self.loop.call_later(grace, self._close_expired, deadline)
@@ -756,20 +727,23 @@ class Connection(asyncio.BufferedProtocol):
 
     def _start_close_timer(self) -> None:
         """Bound the wait for the end of TCP once the closing handshake started."""
-        if self._close_timer is None and not self._lost and self.close_timeout is not None:
-            self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+        close_timeout = self.options.close_timeout
+        if self._close_timer is None and not self._lost and close_timeout is not None:
+            self._close_timer = self.loop.call_later(close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         if self._lost or self.transport is None:
             return
         protocol = self.protocol
+        close_timeout = self.options.close_timeout
         if protocol is not None and protocol.close_sent is not None and protocol.close_rcvd is None:
-            self.logger.info("peer did not answer our Close within %ss", self.close_timeout)
+            # We sent a Close (close_sent) and none came back (close_rcvd): exactly that.
+            self.logger.info("peer did not answer our Close within %ss", close_timeout)
         self._flush_now()
         if protocol is not None and self._role is core.Role.CLIENT:
             # RFC 6455 7.1.1: the client closes TCP itself when the server does not.
             self.transport.close()
-            self._close_timer = self.loop.call_later(self.close_timeout or 0, self._abort_transport)
+            self._close_timer = self.loop.call_later(close_timeout or 0, self._abort_transport)
         else:
             self._abort_transport()
 
@@ -789,27 +763,16 @@ class Connection(asyncio.BufferedProtocol):
         return transport is not None and transport.is_closing() and not self._draining
 
     def _closed_exception(self) -> ConnectionClosed:
+        """How the connection ended, for the application (the core decides OK or Error)."""
         protocol = self.protocol
         if protocol is None:
             return ConnectionClosedError(None, None)
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
-        ok = (
-            rcvd is not None
-            and sent is not None
-            and rcvd.code in _OK_CODES
-            and sent.code in _OK_CODES
-        )
-        cls = ConnectionClosedOK if ok else ConnectionClosedError
-        exc = cls(rcvd, sent, protocol.close_rcvd_then_sent)
-        if protocol.failure is not None:
-            exc.__cause__ = protocol.failure
-        elif self._lost_exc is not None:
-            exc.__cause__ = self._lost_exc
-        return exc
+        # The socket error that ended TCP, if any, is the cause when no violation is.
+        return protocol.close_exception(self._lost_exc)
 
     def _no_more_messages(self) -> bool:
-        """True when recv() can never return another message."""
-        if self._terminal_done:
+        """True when recv() can never return another message (the queue being empty)."""
+        if self._input_over:
             return True
         # After connection loss, input held for lack of room may still hold messages.
         return self._lost and not (self.protocol is not None and self.protocol.receiving_held)
@@ -833,7 +796,7 @@ class Connection(asyncio.BufferedProtocol):
                 # Empty queue, held input (the connection may even be lost): it is parsed
                 # at the next loop iteration, which wakes us up.
                 self._schedule_resume()
-            elif self._terminal is not None and not self._terminal_done:
+            elif protocol is not None and protocol.terminal_pending:
                 # Every message that preceded the Close or violation has been consumed.
                 self._act_on_terminal()
             if not (protocol is not None and protocol.receiving_held) and self._no_more_messages():
@@ -893,6 +856,10 @@ class Connection(asyncio.BufferedProtocol):
         while self._send_in_progress is not None:
             # A fragmented message is being sent: wait so frames don't interleave.
             await asyncio.shield(self._send_in_progress)
+        # The close_sent attribute rather than close_expected(): this runs for every message
+        # sent, and the call costs ~10x the read (~0.2 us on Python 3.11). The one case it
+        # misses, the stream ended (the peer's EOF) before connection_lost(), is caught by
+        # _transport_gone(): the transport is closing by then.
         if self._lost or protocol.close_sent is not None or self._transport_gone():
             raise self._closed_exception()
         if isinstance(message, str):
@@ -957,7 +924,7 @@ class Connection(asyncio.BufferedProtocol):
                 return  # an empty iterable sends nothing
             await self._send_fragment(pending, bool(text), True, compress)
         except BaseException:
-            if protocol.close_sent is None and not self._lost and protocol._sending_fragmented:
+            if not self._lost and not protocol.close_expected() and protocol.fragment_in_progress:
                 # A half-sent message cannot be completed: the connection is unusable.
                 protocol.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
                 self._read_after_terminal()
@@ -971,7 +938,7 @@ class Connection(asyncio.BufferedProtocol):
     async def _send_fragment(self, data: Data, text: bool, fin: bool, compress: bool) -> None:
         protocol = self.protocol
         assert protocol is not None
-        if self._lost or protocol.close_sent is not None or self._transport_gone():
+        if self._lost or protocol.close_expected() or self._transport_gone():
             raise self._closed_exception()
         payload = data.encode() if isinstance(data, str) else data
         protocol.send_fragment(payload, text=text, fin=fin, compress=compress)
@@ -987,15 +954,16 @@ class Connection(asyncio.BufferedProtocol):
         protocol = self.protocol
         if protocol is None:
             raise InvalidState("the opening handshake has not completed")
-        if self._lost or protocol.close_sent is not None:
+        if self._lost or protocol.close_expected():
             raise self._closed_exception()
         if data is None:
             payload = os.urandom(4)
-            while payload in self._pings:
+            while protocol.ping_outstanding(payload):
                 payload = os.urandom(4)
         else:
             payload = data.encode() if isinstance(data, str) else bytes(data)
-            if payload in self._pings:
+            if protocol.ping_outstanding(payload):
+                # Keepalive pings included: their Pongs could not be told apart.
                 raise InvalidState("a ping with the same payload is already waiting for its pong")
         protocol.send_ping(payload)
         waiter: asyncio.Future[float] = self.loop.create_future()
@@ -1008,24 +976,29 @@ class Connection(asyncio.BufferedProtocol):
         protocol = self.protocol
         if protocol is None:
             raise InvalidState("the opening handshake has not completed")
-        if self._lost or protocol.close_sent is not None:
+        if self._lost or protocol.close_expected():
             raise self._closed_exception()
         protocol.send_pong(data.encode() if isinstance(data, str) else bytes(data))
         self._flush()
 
-    def _pong_received(self, payload: bytes) -> None:
-        if payload == self._keepalive_payload:
+    def _pong_received(self, pong: core.Pong) -> None:
+        # The core lists the Pings this Pong answers: its own and every earlier one (RFC
+        # 6455 5.5.3), keepalive Pings included. Empty for an unsolicited Pong.
+        acknowledged = pong.acknowledged
+        if not acknowledged:
+            return
+        if self._keepalive_payload in acknowledged:
             self._keepalive_payload = None
             self._schedule_keepalive()
-        if payload in self._pings:
-            # A Pong acknowledges its Ping and every Ping sent before it (RFC 6455 5.5.3).
+        pings = self._pings
+        if pings:
             now = time.monotonic()
-            for key in list(self._pings):
-                waiter, sent_at = self._pings.pop(key)
-                if not waiter.done():
-                    waiter.set_result(now - sent_at)
-                if key == payload:
-                    break
+            for payload in acknowledged:
+                entry = pings.pop(payload, None)
+                if entry is not None:
+                    waiter, sent_at = entry
+                    if not waiter.done():
+                        waiter.set_result(now - sent_at)
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake and wait until TCP is closed (at most close_timeout).
@@ -1038,11 +1011,11 @@ class Connection(asyncio.BufferedProtocol):
             if self.transport is not None and not self._lost:
                 self.transport.close()
             return
-        if self._terminal is not None and not self._terminal_done:
+        if protocol.terminal_pending:
             # A Close or a violation waits behind unread messages: it decides how we close
             # (echo the peer's code, or fail with 1002/1007/1009), not ``code``.
             self._act_on_terminal()
-        elif not self._lost and protocol.close_sent is None and protocol.state is core.State.OPEN:
+        elif not self._lost and not protocol.close_expected():
             protocol.send_close(code, reason)
             self._flush()
         self._expect_peer_close()
@@ -1068,10 +1041,11 @@ class Connection(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ keepalive
 
     def _schedule_keepalive(self) -> None:
-        if self.ping_interval is not None and not self._lost:
+        ping_interval = self.options.ping_interval
+        if ping_interval is not None and not self._lost:
             if self._keepalive_timer is not None:
                 self._keepalive_timer.cancel()
-            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive_ping)
+            self._keepalive_timer = self.loop.call_later(ping_interval, self._keepalive_ping)
 
     def _keepalive_ping(self) -> None:
         protocol = self.protocol
@@ -1082,8 +1056,9 @@ class Connection(asyncio.BufferedProtocol):
         self._data_seen = False
         protocol.send_ping(payload)
         self._flush()
-        if self.ping_timeout is not None:
-            self._keepalive_timer = self.loop.call_later(self.ping_timeout, self._keepalive_expired)
+        ping_timeout = self.options.ping_timeout
+        if ping_timeout is not None:
+            self._keepalive_timer = self.loop.call_later(ping_timeout, self._keepalive_expired)
 
     def _keepalive_expired(self) -> None:
         protocol = self.protocol
@@ -1097,10 +1072,10 @@ class Connection(asyncio.BufferedProtocol):
             self._schedule_keepalive()
             return
         self.logger.info(
-            "no pong within %ss of a keepalive ping: closing with 1011", self.ping_timeout
+            "no pong within %ss of a keepalive ping: closing with 1011", self.options.ping_timeout
         )
         protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        self._terminal_done = True
+        self._input_over = True
         self._flush_now()
         # The peer is gone: don't wait close_timeout for a Close that will not come.
         self._close_tcp(peer_dead=True)

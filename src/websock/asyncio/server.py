@@ -12,24 +12,38 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
-from ..protocol import connection as core
-from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
-from ..protocol.extensions.base import ServerExtensionFactory
-from ..protocol.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
-from ..protocol.http import (
-    MAX_HEAD_SIZE,
-    MAX_HEADERS,
-    Headers,
-    Request,
-    Response,
-    excerpt,
-    serialize_response,
+from ..options import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+    Options,
 )
+from ..protocol import connection as core
+from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
+from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Response, excerpt
 from . import transports
-from .connection import DEFAULT_MAX_QUEUE_BYTES, Connection
+from .connection import Connection
 
-__all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
+__all__ = [
+    "serve",
+    "Server",
+    "ServerConnection",
+    "Handler",
+    "ProcessRequest",
+    # Defined in websock.options; re-exported for the code that imports them from here.
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_OPEN_TIMEOUT",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_WRITE_LIMIT",
+]
 
 logger = logging.getLogger("websock.server")
 
@@ -38,22 +52,7 @@ ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | None | Awaitable[Response | None]"
 ]
 
-# Defaults, each with its reason:
-# 16 messages (websockets' value) and 1 MiB: enough to absorb a burst while the handler
-# works, small enough that a stalled handler holds at most 1 MiB plus one message before the
-# core stops parsing and reading pauses (docs/dos-budget.md).
-DEFAULT_MAX_QUEUE: tuple[int | None, int | None] = (16, DEFAULT_MAX_QUEUE_BYTES)
-# 64 KiB high-water mark: a few TCP windows; send() waits beyond it, so a slow reader cannot
-# make us buffer without bound (asyncio's default is the same).
-DEFAULT_WRITE_LIMIT = 65536
-# 10 s for the opening handshake and for the closing handshake: long enough for a slow
-# mobile link, short enough to free resources held by a dead or hostile peer.
-DEFAULT_OPEN_TIMEOUT = 10.0
-DEFAULT_CLOSE_TIMEOUT = 10.0
-# Keepalive: a ping every 20 s keeps NAT and proxy mappings alive (most drop idle TCP after
-# 30-60 s); a peer that does not answer within 20 s is considered dead.
-DEFAULT_PING_INTERVAL = 20.0
-DEFAULT_PING_TIMEOUT = 20.0
+# The defaults of serve()'s arguments are defined, with their reasons, in websock.options.
 # max_connections="auto": 90% of the soft limit on open files (RLIMIT_NOFILE) when serve()
 # is called, keeping at least 32 descriptors for everything else. File descriptors, not
 # memory, are what runs out first: an idle connection costs ~7 KiB of Python objects (plus
@@ -89,18 +88,6 @@ def default_max_connections() -> int | None:
     return max(1, soft - max(MAX_CONNECTIONS_RESERVE, soft // 10))
 
 
-def _compression_factories(
-    compression: Literal["deflate"] | None | Sequence[ServerExtensionFactory],
-) -> list[ServerExtensionFactory]:
-    if compression is None:
-        return []
-    if compression == "deflate":
-        return [ServerPerMessageDeflateFactory()]
-    if isinstance(compression, str):
-        raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
-    return list(compression)
-
-
 class ServerConnection(Connection):
     """A connection accepted by the server; the handler receives it.
 
@@ -122,30 +109,19 @@ class ServerConnection(Connection):
     )
 
     def __init__(self, server: Server) -> None:
-        opts = server._options
-        super().__init__(
-            core.Role.SERVER,
-            max_message_size=opts["max_message_size"],
-            max_frame_size=opts["max_frame_size"],
-            max_fragments=opts["max_fragments"],
-            max_queue=opts["max_queue"],
-            write_limit=opts["write_limit"],
-            close_timeout=opts["close_timeout"],
-            ping_interval=opts["ping_interval"],
-            ping_timeout=opts["ping_timeout"],
-            logger=logger,
-        )
+        options = server.options
+        super().__init__(core.Role.SERVER, options, logger)
         self.server = server
         self.request: Request | None = None
         self.response: Response | None = None
         self.response_headers = Headers()
         self._handshake = ServerHandshake(
-            origins=opts["origins"],
-            subprotocols=opts["subprotocols"],
-            extensions=opts["extensions"],
-            max_size=opts["max_handshake_size"],
-            max_headers=opts["max_headers"],
-            server_header=opts["server_header"],
+            origins=options.origins,
+            subprotocols=options.subprotocols,
+            extensions=server._extensions,
+            max_size=options.max_handshake_size,
+            max_headers=options.max_headers,
+            server_header=options.server_header,
         )
         self._open_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
@@ -159,23 +135,29 @@ class ServerConnection(Connection):
             return
         self._admitted = True
         self.server._connections.add(self)
-        timeout = self.server._options["open_timeout"]
+        timeout = self.options.open_timeout
         if timeout is not None:
             self._open_timer = self.loop.call_later(timeout, self._open_timed_out)
 
     def _refuse(self) -> None:
         """Answer 503 at once, without reading the request; close once it has arrived."""
         assert self.transport is not None
-        response = self._handshake.reject(
+        handshake = self._handshake
+        response = handshake.reject(
             503,
             "server at capacity: try again later\n",
             {"Retry-After": str(REFUSED_RETRY_AFTER)},
         )
         self._refused = True
         self.response = response
-        self.transport.write(serialize_response(response))
+        handshake.send_response(response)
+        # Only the response now: the end of TCP that follows it (b"") waits for the request
+        # head, or REFUSED_LINGER (_refused_close), lest unread data turn our FIN into RST.
+        for chunk in handshake.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
         linger = REFUSED_LINGER
-        timeout = self.server._options["open_timeout"]
+        timeout = self.options.open_timeout
         if timeout is not None:
             linger = min(linger, timeout)
         self._open_timer = self.loop.call_later(linger, self._refused_close)
@@ -233,7 +215,7 @@ class ServerConnection(Connection):
         except InvalidHandshake as exc:
             self._reject(exc)
             return
-        hook = self.server._options["process_request"]
+        hook = self.options.process_request
         if hook is None:
             self._accept()
             return
@@ -324,17 +306,30 @@ class ServerConnection(Connection):
         self._send_response(self._handshake.response_for_error(exc))
 
     def _send_response(self, response: Response) -> None:
+        """Answer the request with ``response`` instead of upgrading; TCP ends after it."""
+        handshake = self._handshake
         try:
-            data = serialize_response(response)
+            handshake.send_response(response)
         except (ValueError, TypeError) as exc:
             # A response built by the application (process_request) that HTTP cannot carry.
             logger.error("invalid HTTP response to %s: %s; answering 500", self.remote_address, exc)
             response = self._response_500()
-            data = serialize_response(response)
+            handshake.send_response(response)
         self.response = response
-        if self.transport is not None and not self._lost:
-            self.transport.write(data)
-            self._close_tcp()
+        self._write_handshake(handshake.data_to_send())
+
+    def _write_handshake(self, out: list[bytes]) -> None:
+        """Write the handshake's bytes; ``b""`` (after a refusal) ends TCP as after a Close:
+        FIN once the response is written, then what the client still sends is drained."""
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        for chunk in out:
+            if chunk:
+                transport.write(chunk)
+            else:
+                self._close_tcp()
+                return
 
     def _accept(self) -> None:
         assert self.request is not None and self.transport is not None
@@ -350,7 +345,10 @@ class ServerConnection(Connection):
         # The handshake state (head buffer, parser) is no longer needed: free it.
         del self._handshake
         self.subprotocol = handshake.subprotocol
-        self.transport.write(serialize_response(response))
+        # A 101 that accept() built from checked headers (Headers.add validates what a
+        # process_request hook adds to response_headers): HTTP can carry it.
+        handshake.send_response(response)
+        self._write_handshake(handshake.data_to_send())
         if self.server._closing:
             # The server started shutting down during the handshake.
             self._open(handshake.extensions, b"")
@@ -376,12 +374,12 @@ class ServerConnection(Connection):
         if error is not None and not isinstance(error, ConnectionClosed):
             logger.error("connection handler failed", exc_info=error)
         if not self._lost and protocol is not None:
-            if self._terminal is not None and not self._terminal_done:
+            if protocol.terminal_pending:
                 # The peer's Close or a violation waits behind messages the handler left:
                 # answer it (its code, or 1002/1007/1009), not with 1000 or 1011.
                 self._act_on_terminal()
                 self._expect_peer_close()
-            elif protocol.close_sent is None and protocol.state is core.State.OPEN:
+            elif not protocol.close_expected():
                 # A closing handshake, not a failure: the peer did nothing wrong, and its
                 # Close is still read (past a queue the handler left full).
                 failed = error is not None and not isinstance(error, ConnectionClosed)
@@ -396,19 +394,22 @@ class ServerConnection(Connection):
 class Server:
     """A listening WebSocket server. Created by :func:`serve`.
 
-    ``max_connections`` is the limit in force (None: unlimited) and
-    :attr:`rejected_connections` counts the connections refused with 503 because of it.
+    :attr:`options` holds the settings given to :func:`serve`; ``max_connections`` is the
+    limit in force (None: unlimited) and :attr:`rejected_connections` counts the connections
+    refused with 503 because of it.
     """
 
-    def __init__(self, handler: Handler, options: dict[str, Any]) -> None:
+    def __init__(self, handler: Handler, options: Options) -> None:
         self._handler = handler
-        self._options = options
+        #: The settings of the server and of its connections (see
+        #: :class:`~websock.options.Options`); ``max_connections="auto"`` is resolved.
+        self.options = options
+        # Built once and shared by every connection, as negotiation does not change them.
+        self._extensions: list[ServerExtensionFactory] = options.server_extensions()
         self._server: asyncio.Server | None = None
         self._connections: set[ServerConnection] = set()
         self._closing = False
         self._closed = asyncio.get_running_loop().create_future()
-        #: The most TCP connections served at once (None: no limit); see :func:`serve`.
-        self.max_connections: int | None = options["max_connections"]
         # TCP (and TLS) connections admitted and not yet lost, opening handshakes included:
         # what max_connections limits. Not len(_connections), which also keeps connections
         # whose handler is still running after TCP closed.
@@ -416,6 +417,11 @@ class Server:
         self._rejected = 0
         self._next_capacity_warning = 0.0
         self._release_tls_errors: Callable[[], None] | None = None
+
+    @property
+    def max_connections(self) -> int | None:
+        """The most TCP connections served at once (None: no limit); see :func:`serve`."""
+        return self.options.max_connections
 
     @property
     def rejected_connections(self) -> int:
@@ -464,7 +470,7 @@ class Server:
         self, host: str | Sequence[str] | None, port: int | None, kwargs: dict[str, Any]
     ) -> None:
         loop = asyncio.get_running_loop()
-        timeout = self._options["open_timeout"]
+        timeout = self.options.open_timeout
         if kwargs.get("ssl") is not None and timeout is not None:
             # connection_made() comes after the TLS handshake, so the open timer starts
             # only then: bound the TLS handshake by open_timeout too (asyncio's default
@@ -512,7 +518,7 @@ class Server:
         )
         tasks = [c._handler_task for c in conns if c._handler_task is not None]
         if tasks:
-            timeout = self._options["close_timeout"]
+            timeout = self.options.close_timeout
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
@@ -596,6 +602,10 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
     - ``server_header``: the Server header value, None to omit it.
     - Anything else in ``create_server_kwargs`` goes to :meth:`loop.create_server`.
 
+    The settings are validated when ``serve()`` is called (a bad value raises
+    :class:`ValueError` there) and kept, as an :class:`~websock.options.Options`, in
+    :attr:`Server.options` and in each connection's ``options``.
+
     Over TLS, a handshake that fails (the client rejects our certificate, a port check
     connects and closes) is logged on ``websock.server`` at INFO, with the peer's address,
     where the transport reports it (aiofastnet's does; asyncio's and uvloop's drop such
@@ -632,16 +642,37 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         server_header: str | None = USER_AGENT,
         create_server_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if max_connections == "auto":
+        if isinstance(max_connections, str):
+            if max_connections != "auto":
+                raise ValueError(
+                    f"max_connections must be an int >= 1, None or 'auto', got {max_connections!r}"
+                )
+            # Resolved now, from the limit in force when serve() is called (see above).
             max_connections = default_max_connections()
-        elif max_connections is not None and (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ValueError(
-                f"max_connections must be an int >= 1, None or 'auto', got {max_connections!r}"
-            )
+        # Every protocol setting in one validated object: a bad value raises ValueError here,
+        # not on the first connection. ssl, sock, host, port and create_server_kwargs are
+        # not part of it: they are I/O resources of this listener (a socket, a context
+        # holding keys, loop arguments), while Options holds protocol settings only, which
+        # either I/O layer can share and which replace() can copy freely.
+        self._options = Options(
+            origins=origins,
+            subprotocols=subprotocols,
+            process_request=process_request,
+            compression=compression,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            max_fragments=max_fragments,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            max_handshake_size=max_handshake_size,
+            max_headers=max_headers,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            server_header=server_header,
+            max_connections=max_connections,
+        )
         self._handler = handler
         self._host = host
         self._port = port
@@ -650,25 +681,6 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
             self._kwargs["ssl"] = ssl
         if sock is not None:
             self._kwargs["sock"] = sock
-        self._options: dict[str, Any] = {
-            "origins": origins,
-            "subprotocols": subprotocols,
-            "process_request": process_request,
-            "extensions": _compression_factories(compression),
-            "max_message_size": max_message_size,
-            "max_frame_size": max_frame_size,
-            "max_fragments": max_fragments,
-            "max_queue": max_queue,
-            "write_limit": write_limit,
-            "max_handshake_size": max_handshake_size,
-            "max_headers": max_headers,
-            "open_timeout": open_timeout,
-            "close_timeout": close_timeout,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "server_header": server_header,
-            "max_connections": max_connections,
-        }
         self._server: Server | None = None
 
     async def _create(self) -> Server:
