@@ -33,7 +33,6 @@ import logging
 import os
 import select
 import socket
-import ssl
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Set
@@ -83,7 +82,6 @@ class Connection:
             self._local_address: Any = sock.getsockname()
         except OSError:  # already reset by the peer
             self._remote_address = self._local_address = None
-        self._tls = isinstance(sock, ssl.SSLSocket)
 
         self._core_lock = threading.Lock()
         self._write_lock = threading.Lock()
