@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
+import logging
 import os
 import resource
 import ssl
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 MAX_MESSAGE = 2**21  # >= 2 MiB everywhere: (d) sends 1 MiB messages
 
@@ -79,6 +82,74 @@ def run(main: Callable[[], Awaitable[None]], use_uvloop: bool) -> None:
         uvloop.run(main())  # type: ignore[arg-type]
     else:
         asyncio.run(main())  # type: ignore[arg-type]
+
+
+def server_main(
+    description: str,
+    main: Callable[[argparse.Namespace], Awaitable[None]] | Callable[[argparse.Namespace], None],
+    unavailable_reason: str | None = None,
+) -> None:
+    """The entry point of every server in servers/: parse its arguments, report it
+    UNAVAILABLE (when ``unavailable_reason`` is set), arm the lifeline, raise the open
+    files limit, then run ``main(args)``: a coroutine function on the loop --uvloop asks
+    for, a plain function (a threading server, which ignores --uvloop) in this thread.
+    The limit is raised before main(): websock.sync's max_connections="auto" follows
+    it, and (f) opens 10,000 connections."""
+    args = server_args(description)
+    if unavailable_reason is not None:
+        unavailable(unavailable_reason)
+    lifeline(args.max_seconds)
+    if inspect.iscoroutinefunction(main):
+        run(lambda: main(args), args.uvloop)  # run() raises the open files limit
+    else:
+        raise_nofile()
+        main(args)
+
+
+def serve_options(args: argparse.Namespace, size_option: str) -> dict[str, Any]:
+    """What every WebSocket server is given alike: TLS (--tls), permessage-deflate only
+    with --deflate, and MAX_MESSAGE under the library's own name (``size_option``)."""
+    return {
+        "ssl": server_ssl(args),
+        "compression": "deflate" if args.deflate else None,
+        size_option: MAX_MESSAGE,
+    }
+
+
+async def serve_async(server: Any, port: int) -> None:
+    """Print READY, then serve until the process ends. ``server``: a listening
+    asyncio.Server, or an async context manager that gives a server with
+    serve_forever() (websockets' and websock's serve())."""
+    async with server as listening:
+        ready(port)
+        await listening.serve_forever()
+
+
+def serve_main(
+    description: str,
+    serve: Callable[..., Any],
+    handler: Callable[[Any], Any],
+    size_option: str,
+    unavailable_reason: str | None = None,
+) -> None:
+    """server_main() for a library's ``serve(handler, host, port, **serve_options())``
+    with errors-only logging: an asyncio server (an async context manager) for a
+    coroutine ``handler``, else a threading one (a context manager, blocking
+    serve_forever(): websockets.sync's and websock.sync's serve())."""
+
+    async def main_async(args: argparse.Namespace) -> None:
+        logging.basicConfig(level=logging.ERROR)
+        options = serve_options(args, size_option)
+        await serve_async(serve(handler, args.host, args.port, **options), args.port)
+
+    def main_threads(args: argparse.Namespace) -> None:
+        logging.basicConfig(level=logging.ERROR)
+        with serve(handler, args.host, args.port, **serve_options(args, size_option)) as server:
+            ready(args.port)
+            server.serve_forever()
+
+    is_async = inspect.iscoroutinefunction(handler)
+    server_main(description, main_async if is_async else main_threads, unavailable_reason)
 
 
 def loop_name(use_uvloop: bool) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import socket
 import ssl
@@ -43,6 +44,14 @@ log = logging.getLogger("compliance.client")
 MAX_MESSAGE_SIZE = 64 * 2**20
 
 
+# --impl: (module, its connect's name for the message size limit, the I/O layer).
+IMPLEMENTATIONS = {
+    "websock": ("websock", "max_message_size", "asyncio"),
+    "websockets": ("websockets.asyncio.client", "max_size", "asyncio"),
+    "websock-sync": ("websock.sync", "max_message_size", "threads"),
+}
+
+
 def make_connect(impl: str) -> Callable[..., Any]:
     """Return ``connect(uri, ssl=...)`` for the chosen implementation.
 
@@ -50,55 +59,23 @@ def make_connect(impl: str) -> Callable[..., Any]:
     first one the client sends unasked, and fails ("Case did not finish within 480
     seconds") when it lasts longer than the ping interval, as on a loaded machine.
     """
-    if impl == "websock":
-        import websock
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown implementation {impl!r}")
+    module, size_option, _ = IMPLEMENTATIONS[impl]
+    library_connect = importlib.import_module(module).connect
 
-        def connect_websock(uri: str, ssl: ssl.SSLContext | None) -> Any:
-            return websock.connect(
-                uri,
-                ssl=ssl,
-                max_message_size=MAX_MESSAGE_SIZE,
-                compression="deflate",
-                open_timeout=10,
-                close_timeout=10,
-                ping_interval=None,
-            )
+    def connect(uri: str, ssl: ssl.SSLContext | None) -> Any:
+        return library_connect(
+            uri,
+            ssl=ssl,
+            compression="deflate",
+            open_timeout=10,
+            close_timeout=10,
+            ping_interval=None,
+            **{size_option: MAX_MESSAGE_SIZE},
+        )
 
-        return connect_websock
-
-    if impl == "websockets":
-        from websockets.asyncio.client import connect as ws_connect
-
-        def connect_websockets(uri: str, ssl: ssl.SSLContext | None) -> Any:
-            return ws_connect(
-                uri,
-                ssl=ssl,
-                max_size=MAX_MESSAGE_SIZE,
-                compression="deflate",
-                open_timeout=10,
-                close_timeout=10,
-                ping_interval=None,
-            )
-
-        return connect_websockets
-
-    if impl == "websock-sync":
-        from websock.sync import connect as sync_connect
-
-        def connect_websock_sync(uri: str, ssl: ssl.SSLContext | None) -> Any:
-            return sync_connect(
-                uri,
-                ssl=ssl,
-                max_message_size=MAX_MESSAGE_SIZE,
-                compression="deflate",
-                open_timeout=10,
-                close_timeout=10,
-                ping_interval=None,
-            )
-
-        return connect_websock_sync
-
-    raise ValueError(f"unknown implementation {impl!r}")
+    return connect
 
 
 async def echo_case(connect: Callable[..., Any], uri: str, ctx: ssl.SSLContext | None) -> None:
@@ -107,68 +84,36 @@ async def echo_case(connect: Callable[..., Any], uri: str, ctx: ssl.SSLContext |
             await ws.send(message)
 
 
-async def run_case(
-    connect: Callable[..., Any],
-    base: str,
-    agent: str,
-    case: int,
-    ctx: ssl.SSLContext | None,
-    timeout: float,
-) -> str:
-    """Run one case; return "ok", "error" or "timeout" (for the log, not a verdict)."""
-    uri = f"{base}/runCase?case={case}&agent={agent}"
-    start = time.monotonic()
-    try:
-        await asyncio.wait_for(echo_case(connect, uri, ctx), timeout)
-    except asyncio.TimeoutError:
-        log.warning("case %d: no end after %.0f s, abandoned", case, timeout)
-        return "timeout"
-    except Exception as exc:  # the suite breaks the protocol on purpose
-        log.info("case %d: %s: %s", case, type(exc).__name__, exc)
-        return "error"
-    log.debug("case %d: closed after %.0f ms", case, (time.monotonic() - start) * 1000)
-    return "ok"
+class Layer:
+    """What an I/O layer supplies to the run (:func:`run_with`): how to ask the fuzzing
+    server for its case count, and how to echo one case, abandoned after ``timeout``."""
+
+    def __init__(self, connect: Callable[..., Any], ctx: ssl.SSLContext | None, timeout: float):
+        self.connect = connect
+        self.ctx = ctx
+        self.timeout = timeout
+
+    async def case_count(self, uri: str) -> int:
+        raise NotImplementedError
+
+    async def echo(self, uri: str) -> bool:
+        """Echo one case; return False if it was abandoned."""
+        raise NotImplementedError
 
 
-async def run(args: argparse.Namespace) -> int:
-    base = args.uri.rstrip("/")
-    ctx: ssl.SSLContext | None = None
-    if base.startswith("wss://"):
-        ctx = ssl.create_default_context(cafile=args.cafile)
-    connect = make_connect(args.impl)
+class AsyncioLayer(Layer):
+    """An asyncio client: the echo loop of a case as a task, cancelled after ``timeout``."""
 
-    async with connect(f"{base}/getCaseCount", ssl=ctx) as ws:
-        count = int(await asyncio.wait_for(ws.recv(), args.case_timeout))
-    log.warning("running %d cases against %s as agent %r", count, base, args.agent)
+    async def case_count(self, uri: str) -> int:
+        async with self.connect(uri, ssl=self.ctx) as ws:
+            return int(await asyncio.wait_for(ws.recv(), self.timeout))
 
-    outcomes: dict[str, int] = {"ok": 0, "error": 0, "timeout": 0}
-    pending = iter(range(1, count + 1))
-
-    async def worker() -> None:
-        for case in pending:
-            outcome = await run_case(connect, base, args.agent, case, ctx, args.case_timeout)
-            outcomes[outcome] += 1
-
-    start = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(max(1, args.parallel))))
-    elapsed = time.monotonic() - start
-
-    # kosoku ends its run after the last case and may already be gone; Autobahn's
-    # fuzzing server writes its reports only now.
-    uri = f"{base}/updateReports?agent={args.agent}"
-    try:
-        await asyncio.wait_for(echo_case(connect, uri, ctx), args.case_timeout)
-    except (Exception, asyncio.TimeoutError) as exc:
-        log.info("updateReports: %s: %s", type(exc).__name__, exc)
-    log.warning(
-        "done: %d cases in %.1f s (closed cleanly: %d, ended with an error: %d, timed out: %d)",
-        count,
-        elapsed,
-        outcomes["ok"],
-        outcomes["error"],
-        outcomes["timeout"],
-    )
-    return 0
+    async def echo(self, uri: str) -> bool:
+        try:
+            await asyncio.wait_for(echo_case(self.connect, uri, self.ctx), self.timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 # --------------------------------------------------------------------------- threads
@@ -209,57 +154,75 @@ def echo_case_sync(
     return not abandoned.is_set()
 
 
-def run_case_sync(
-    connect: Callable[..., Any],
-    base: str,
-    agent: str,
-    case: int,
-    ctx: ssl.SSLContext | None,
-    timeout: float,
-) -> str:
-    """Run one case in this thread; return "ok", "error" or "timeout" (see run_case)."""
+class ThreadsLayer(Layer):
+    """A blocking client: every connection of the run in a thread of ``pool``
+    (``--parallel`` threads, a case each at a time); the event loop only waits for them."""
+
+    def __init__(
+        self,
+        connect: Callable[..., Any],
+        ctx: ssl.SSLContext | None,
+        timeout: float,
+        pool: ThreadPoolExecutor,
+    ):
+        super().__init__(connect, ctx, timeout)
+        self.pool = pool
+
+    def _case_count(self, uri: str) -> int:
+        with self.connect(uri, ssl=self.ctx) as ws:
+            return int(ws.recv(timeout=self.timeout))
+
+    async def case_count(self, uri: str) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._case_count, uri)
+
+    async def echo(self, uri: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, echo_case_sync, self.connect, uri, self.ctx, self.timeout
+        )
+
+
+# ------------------------------------------------------------------------------- run
+
+
+async def run_case(layer: Layer, base: str, agent: str, case: int) -> str:
+    """Run one case; return "ok", "error" or "timeout" (for the log, not a verdict)."""
     uri = f"{base}/runCase?case={case}&agent={agent}"
     start = time.monotonic()
     try:
-        finished = echo_case_sync(connect, uri, ctx, timeout)
+        finished = await layer.echo(uri)
     except Exception as exc:  # the suite breaks the protocol on purpose
         log.info("case %d: %s: %s", case, type(exc).__name__, exc)
         return "error"
     if not finished:
-        log.warning("case %d: no end after %.0f s, abandoned", case, timeout)
+        log.warning("case %d: no end after %.0f s, abandoned", case, layer.timeout)
         return "timeout"
     log.debug("case %d: closed after %.0f ms", case, (time.monotonic() - start) * 1000)
     return "ok"
 
 
-def run_threads(args: argparse.Namespace) -> int:
-    """:func:`run` for a blocking client: the cases in a pool of ``--parallel`` threads."""
-    base = args.uri.rstrip("/")
-    ctx: ssl.SSLContext | None = None
-    if base.startswith("wss://"):
-        ctx = ssl.create_default_context(cafile=args.cafile)
-    connect = make_connect(args.impl)
-
-    with connect(f"{base}/getCaseCount", ssl=ctx) as ws:
-        count = int(ws.recv(timeout=args.case_timeout))
+async def run_with(layer: Layer, args: argparse.Namespace, base: str) -> int:
+    """Ask the fuzzing server for its case count, run every case, ``--parallel`` at a
+    time and in order, then ask it to write its reports."""
+    count = await layer.case_count(f"{base}/getCaseCount")
     log.warning("running %d cases against %s as agent %r", count, base, args.agent)
 
-    def one(case: int) -> str:
-        return run_case_sync(connect, base, args.agent, case, ctx, args.case_timeout)
-
     outcomes: dict[str, int] = {"ok": 0, "error": 0, "timeout": 0}
+    pending = iter(range(1, count + 1))
+
+    async def worker() -> None:
+        for case in pending:
+            outcomes[await run_case(layer, base, args.agent, case)] += 1
+
     start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        # map() submits every case at once; the pool runs --parallel of them at a time,
-        # in order, as the asyncio workers do.
-        for outcome in pool.map(one, range(1, count + 1)):
-            outcomes[outcome] += 1
+    await asyncio.gather(*(worker() for _ in range(max(1, args.parallel))))
     elapsed = time.monotonic() - start
 
-    uri = f"{base}/updateReports?agent={args.agent}"
+    # kosoku ends its run after the last case and may already be gone; Autobahn's
+    # fuzzing server writes its reports only now.
     try:
-        echo_case_sync(connect, uri, ctx, args.case_timeout)
-    except Exception as exc:  # kosoku may already be gone: see run()
+        if not await layer.echo(f"{base}/updateReports?agent={args.agent}"):
+            log.info("updateReports: no end after %.0f s, abandoned", layer.timeout)
+    except Exception as exc:
         log.info("updateReports: %s: %s", type(exc).__name__, exc)
     log.warning(
         "done: %d cases in %.1f s (closed cleanly: %d, ended with an error: %d, timed out: %d)",
@@ -270,6 +233,19 @@ def run_threads(args: argparse.Namespace) -> int:
         outcomes["timeout"],
     )
     return 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    base = args.uri.rstrip("/")
+    ctx: ssl.SSLContext | None = None
+    if base.startswith("wss://"):
+        ctx = ssl.create_default_context(cafile=args.cafile)
+    connect = make_connect(args.impl)
+    if IMPLEMENTATIONS[args.impl][2] == "asyncio":
+        return await run_with(AsyncioLayer(connect, ctx, args.case_timeout), args, base)
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        layer = ThreadsLayer(connect, ctx, args.case_timeout, pool)
+        return await run_with(layer, args, base)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=1, help="cases to run at once (default: 1)")
     parser.add_argument(
         "--impl",
-        choices=["websock", "websock-sync", "websockets"],
+        choices=sorted(IMPLEMENTATIONS),
         default="websock",
         help="client implementation: websock (asyncio), websock-sync (websock.sync, "
         "threads), websockets (a reference peer to check the harness)",
@@ -295,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     # The peer libraries log each failed connection; the case log above says enough.
     for name in ("websock", "websockets"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING) + 10)
-    if args.impl == "websock-sync":
-        return run_threads(args)
     return asyncio.run(run(args))
 
 

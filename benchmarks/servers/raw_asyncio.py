@@ -1,6 +1,7 @@
 """Raw asyncio TCP echo server (asyncio.Protocol): the floor for any asyncio
 WebSocket server. No WebSocket framing at all: bytes in, same bytes out."""
 
+import argparse
 import asyncio
 import os
 import sys
@@ -19,16 +20,11 @@ class Echo(asyncio.Protocol):
     # eof_received() returns None: the transport closes (the peer sees our FIN).
 
 
-async def main() -> None:
-    args = bc.server_args(__doc__ or "")
+async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Echo, args.host, args.port, ssl=bc.server_ssl(args))
-    bc.ready(args.port)
-    async with server:
-        await server.serve_forever()
+    await bc.serve_async(server, args.port)
 
 
 if __name__ == "__main__":
-    a = bc.server_args(__doc__ or "")
-    bc.lifeline(a.max_seconds)
-    bc.run(main, a.uvloop)
+    bc.server_main(__doc__ or "", main)

@@ -2,6 +2,7 @@
 floor for any threading WebSocket server (the "sync" row): no framing, and no second
 thread per connection, so no hand-off between threads per message."""
 
+import argparse
 import os
 import socket
 import sys
@@ -20,9 +21,7 @@ def echo(sock: socket.socket) -> None:
             pass  # reset by the generator: the connection is over either way
 
 
-def main() -> None:
-    args = bc.server_args(__doc__ or "")
-    bc.raise_nofile()
+def main(args: argparse.Namespace) -> None:
     listener = socket.create_server((args.host, args.port), backlog=128)
     context = bc.server_ssl(args)
     bc.ready(args.port)
@@ -45,6 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    a = bc.server_args(__doc__ or "")
-    bc.lifeline(a.max_seconds)
-    main()
+    bc.server_main(__doc__ or "", main)

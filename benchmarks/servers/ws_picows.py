@@ -2,6 +2,7 @@
 permessage-deflate, so it is n/a for workload (h). picows uses aiofastnet
 for its transports when that package is installed (as picows does by default)."""
 
+import argparse
 import os
 import sys
 
@@ -21,8 +22,7 @@ class Echo(WSListener):
             transport.disconnect()
 
 
-async def main() -> None:
-    args = bc.server_args(__doc__ or "")
+async def main(args: argparse.Namespace) -> None:
     if args.deflate:
         bc.unavailable("picows does not implement permessage-deflate")
     server = await ws_create_server(
@@ -32,12 +32,8 @@ async def main() -> None:
         ssl=bc.server_ssl(args),
         max_frame_size=bc.MAX_MESSAGE,
     )
-    bc.ready(args.port)
-    async with server:
-        await server.serve_forever()
+    await bc.serve_async(server, args.port)
 
 
 if __name__ == "__main__":
-    a = bc.server_args(__doc__ or "")
-    bc.lifeline(a.max_seconds)
-    bc.run(main, a.uvloop)
+    bc.server_main(__doc__ or "", main)

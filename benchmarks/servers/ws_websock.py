@@ -1,6 +1,7 @@
 """websock echo server. Reports UNAVAILABLE (the runner shows "n/a") until
 websock.serve exists."""
 
+import argparse
 import inspect
 import logging
 import os
@@ -9,6 +10,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import _bench_common as bc  # noqa: E402
 
+REASON = None
 try:
     import websock
 
@@ -23,14 +25,9 @@ async def handler(ws):  # type: ignore[no-untyped-def]
         await ws.send(message)
 
 
-async def main() -> None:
-    args = bc.server_args(__doc__ or "")
+async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
-    kwargs = dict(
-        ssl=bc.server_ssl(args),
-        compression="deflate" if args.deflate else None,
-        max_message_size=bc.MAX_MESSAGE,
-    )
+    kwargs = bc.serve_options(args, "max_message_size")
     params = inspect.signature(serve).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         missing = [k for k in kwargs if k not in params]
@@ -40,14 +37,8 @@ async def main() -> None:
             if kwargs[k] is not None and k != "max_message_size":
                 bc.unavailable(f"websock.serve has no {k}= parameter yet")
             kwargs.pop(k)
-    async with serve(handler, args.host, args.port, **kwargs) as server:
-        bc.ready(args.port)
-        await server.serve_forever()
+    await bc.serve_async(serve(handler, args.host, args.port, **kwargs), args.port)
 
 
 if __name__ == "__main__":
-    a = bc.server_args(__doc__ or "")
-    if serve is None:
-        bc.unavailable(REASON)
-    bc.lifeline(a.max_seconds)
-    bc.run(main, a.uvloop)
+    bc.server_main(__doc__ or "", main, REASON)

@@ -1,6 +1,5 @@
 """websockets echo server (new asyncio API: websockets.asyncio.server.serve)."""
 
-import logging
 import os
 import sys
 
@@ -14,22 +13,5 @@ async def handler(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
-async def main() -> None:
-    args = bc.server_args(__doc__ or "")
-    logging.basicConfig(level=logging.ERROR)
-    async with serve(
-        handler,
-        args.host,
-        args.port,
-        ssl=bc.server_ssl(args),
-        compression="deflate" if args.deflate else None,
-        max_size=bc.MAX_MESSAGE,
-    ) as server:
-        bc.ready(args.port)
-        await server.serve_forever()
-
-
 if __name__ == "__main__":
-    a = bc.server_args(__doc__ or "")
-    bc.lifeline(a.max_seconds)
-    bc.run(main, a.uvloop)
+    bc.serve_main(__doc__ or "", serve, handler, "max_size")

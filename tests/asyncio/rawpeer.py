@@ -3,6 +3,11 @@
 :class:`RawClient` does the opening handshake by hand and then sends and reads frames one
 at a time; :class:`RawServer` accepts TCP connections and hands each one's streams to a
 script. Neither implements the protocol beyond what a test asks for.
+
+Every wait is bounded by :data:`TIMEOUT`, scaled by ``WEBSOCK_TEST_TIMEOUT_FACTOR`` on slow
+machines: a stuck test fails instead of hanging; no test measures a duration. A test that
+checks that something happens promptly sets the library's own timeout to :data:`LONG`, so
+that an event seen within TIMEOUT cannot have come from that timer.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ __all__ = [
     "read_head",
     "close_payload",
     "TIMEOUT",
+    "LONG",
     "echo",
 ]
 
 #: Bound on every wait in the tests: generous on a loaded machine, short when stuck.
-TIMEOUT = 5.0
+TIMEOUT = 5.0 * float(os.environ.get("WEBSOCK_TEST_TIMEOUT_FACTOR", "1") or 1)
+#: A library timeout (close_timeout, open_timeout, ping_timeout) far longer than TIMEOUT.
+LONG = max(60.0, 4 * TIMEOUT)
 
 
 @dataclass

@@ -6,7 +6,6 @@ import ssl
 import threading
 
 import pytest
-import trustme
 from syncpeer import TIMEOUT, running_server
 
 from websock import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK
@@ -256,16 +255,6 @@ def test_request_and_addresses() -> None:
             assert host == "127.0.0.1"
             assert ws.remote_address == ("127.0.0.1", server.port)
             assert ws.response is not None and ws.response.status == 101
-
-
-@pytest.fixture(scope="module")
-def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ca.configure_trust(client_ctx)
-    return server_ctx, client_ctx
 
 
 def test_tls_echo_and_close(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:

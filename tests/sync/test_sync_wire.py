@@ -9,7 +9,9 @@ after close_timeout, and the masking rules in both directions.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
+from typing import Any
 
 import pytest
 from syncpeer import (
@@ -23,7 +25,7 @@ from syncpeer import (
 
 from websock import ConnectionClosedError, ConnectionClosedOK, InvalidState, InvalidStatus
 from websock.protocol.frames import Opcode, serialize_frame
-from websock.sync import ServerConnection, connect
+from websock.sync import ServerConnection, connect, timers
 
 # Far longer than TIMEOUT: a server that waited for close_timeout would fail the tests,
 # which see the FIN within TIMEOUT.
@@ -258,3 +260,34 @@ def test_client_sees_http_errors_as_invalid_status() -> None:
         connect(raw.uri())
     assert info.value.response.status == 429
     raw.join()
+
+
+def test_open_timeout_counts_from_tcp_accept_not_from_tls_end(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_timeout bounds TCP, TLS and the upgrade together: a TLS handshake that used up
+    the whole budget leaves nothing for the HTTP request (the deadline does not restart)."""
+    server_ctx, client_ctx = tls
+    offset = [0.0]
+    real_clock = timers.clock
+    monkeypatch.setattr(timers, "clock", lambda: real_clock() + offset[0])
+    original_wrap = server_ctx.wrap_socket
+
+    def wrap_then_skip_time(*args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        wrapped = original_wrap(*args, **kwargs)
+        offset[0] = LONG + 1  # the TLS handshake "took" longer than open_timeout
+        return wrapped
+
+    monkeypatch.setattr(server_ctx, "wrap_socket", wrap_then_skip_time)
+    with running_server(echo, ssl=server_ctx, open_timeout=LONG) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), TIMEOUT)
+        sock = client_ctx.wrap_socket(raw, server_hostname="localhost")
+        sock.settimeout(TIMEOUT)
+        # No request is sent: with the deadline restarted after TLS, nothing would come
+        # for LONG seconds.
+        try:
+            data = sock.recv(4096)
+        except (ConnectionResetError, ssl.SSLError):
+            data = b""
+        assert data == b""
+        sock.close()

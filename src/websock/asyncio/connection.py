@@ -160,7 +160,6 @@ class Connection(asyncio.BufferedProtocol):
         "_drop_overflow",
         "_drain_waiters",
         "_flush_handle",
-        "_input_over",
         "_keepalive_payload",
         "_keepalive_timer",
         "_lost",
@@ -242,7 +241,6 @@ class Connection(asyncio.BufferedProtocol):
         # The core will deliver no more messages: it reported the peer's Close or a violation
         # (it drops all input after those), or we failed the connection (keepalive timeout,
         # internal error). recv() raises once the queue is empty.
-        self._input_over = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._send_in_progress: asyncio.Future[None] | None = None
@@ -470,7 +468,6 @@ class Connection(asyncio.BufferedProtocol):
         try:
             assert protocol is not None
             protocol.fail(CloseCode.INTERNAL_ERROR)
-            self._input_over = True
             self._read_after_terminal()
             self._flush_now()
         except Exception:
@@ -571,7 +568,6 @@ class Connection(asyncio.BufferedProtocol):
                 # messages that came first (module docstring): now if there are none,
                 # else when recv() finds the queue empty, or after close_timeout.
                 assert isinstance(event, (core.CloseReceived, core.ProtocolViolation))
-                self._input_over = True
                 close_timeout = self.options.close_timeout
                 if not messages:
                     self._act_on_terminal()
@@ -772,7 +768,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _no_more_messages(self) -> bool:
         """True when recv() can never return another message (the queue being empty)."""
-        if self._input_over:
+        protocol = self.protocol
+        if protocol is not None and protocol.input_over:
             return True
         # After connection loss, input held for lack of room may still hold messages.
         return self._lost and not (self.protocol is not None and self.protocol.receiving_held)
@@ -1075,7 +1072,6 @@ class Connection(asyncio.BufferedProtocol):
             "no pong within %ss of a keepalive ping: closing with 1011", self.options.ping_timeout
         )
         protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        self._input_over = True
         self._flush_now()
         # The peer is gone: don't wait close_timeout for a Close that will not come.
         self._close_tcp(peer_dead=True)

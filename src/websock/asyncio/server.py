@@ -97,6 +97,7 @@ class ServerConnection(Connection):
     """
 
     __slots__ = (
+        "_accepted_at",
         "_admitted",
         "_handler_task",
         "_handshake",
@@ -124,6 +125,9 @@ class ServerConnection(Connection):
             server_header=options.server_header,
         )
         self._open_timer: asyncio.TimerHandle | None = None
+        # The protocol factory runs when TCP is accepted, before any TLS handshake:
+        # open_timeout counts from here, so it bounds TCP, TLS and the upgrade together.
+        self._accepted_at = self.loop.time()
         self._handler_task: asyncio.Task[None] | None = None
         self._admitted = False  # counted in server._open_count until connection_lost()
         self._refused = False  # answered 503: over max_connections
@@ -137,7 +141,7 @@ class ServerConnection(Connection):
         self.server._connections.add(self)
         timeout = self.options.open_timeout
         if timeout is not None:
-            self._open_timer = self.loop.call_later(timeout, self._open_timed_out)
+            self._open_timer = self.loop.call_at(self._accepted_at + timeout, self._open_timed_out)
 
     def _refuse(self) -> None:
         """Answer 503 at once, without reading the request; close once it has arrived."""

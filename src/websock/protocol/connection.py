@@ -1049,6 +1049,16 @@ class Connection:
         return payload in self._pings_sent
 
     @property
+    def input_over(self) -> bool:
+        """True once no data message can come any more: the peer's Close or a violation was
+        parsed, :meth:`fail` was called, or the stream ended without a closing handshake.
+
+        From then on the core drops what the peer sends (drop mode). While input is held
+        for lack of room (:attr:`receiving_held`) it is still False: held messages follow.
+        """
+        return self._discarding
+
+    @property
     def fragment_in_progress(self) -> bool:
         """True between the first and the last :meth:`send_fragment` of a message."""
         return self._sending_fragmented

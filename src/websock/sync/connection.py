@@ -33,6 +33,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Set
@@ -56,6 +57,13 @@ Data = str | bytes
 READ_SIZE = 65536
 _FIRST_READ_SIZE = 4096
 
+# Who has the read turn (Connection._reading): nobody, recv() itself, or the reader thread.
+_NOBODY, _RECV, _READER = "nobody", "recv", "reader"
+# How long recv() may be away (the application busy elsewhere) before the reader thread
+# reads in its place: the bound on answering a peer's Ping, or seeing its Close, while the
+# application neither reads nor waits for a Pong.
+_DIRECT_GRACE = 0.05
+
 
 class Connection:
     """State and API common to :class:`ServerConnection` and :class:`ClientConnection`."""
@@ -70,6 +78,7 @@ class Connection:
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.socket = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
         #: The settings this connection runs with.
         self.options = options
         #: The negotiated subprotocol, if any.
@@ -96,9 +105,17 @@ class Connection:
             None if self._queue_max_bytes is None else self._queue_max_bytes // 4
         )
         self._recv_busy = False
+        # The read turn: who reads the socket (_NOBODY, _RECV or _READER); see _read_loop.
+        self._reading = _NOBODY
+        self._direct_reads = 0  # reads done by recv() itself; the idle reader watches it
+        self._reader_turn = threading.Condition(self._core_lock)  # the idle reader waits here
+        self._reader_waiting = False  # the reader waits on _reader_turn
+        self._reader_asleep = False  # ... with no timeout: recv() wakes it when it stops reading
+        self._reader_wanted = False  # closing: the reader reads until the end
+        self._reader_nudged = False  # the reader should read now (a Pong is awaited)
+        self._buffer = memoryview(bytearray(_FIRST_READ_SIZE))
         self._waiting = 0  # threads waiting on _changed: notify only if there are any
         self._owe_write = False  # the reader fed the core something that queues bytes
-        self._input_done = False  # the core processes no more input: no message will come
         self._closing = False  # close() was called: messages past a full queue are dropped
         self._tcp_ended = False  # we sent FIN (server) or shut the socket down
         self._lost = False
@@ -110,7 +127,6 @@ class Connection:
         self._keepalive_timer: timers.Timer | None = None
         self._close_timer: timers.Timer | None = None
         self._terminal_timer: timers.Timer | None = None
-        self._trailing = b""
         self._flush_retry = False  # a timer will retry writing a coalesced Pong
 
     def _open(
@@ -131,7 +147,10 @@ class Connection:
         )
         self.subprotocol = subprotocol
         self.extensions = extensions
-        self._trailing = trailing
+        if trailing:  # frames that came with the handshake: nobody else reads yet
+            self._feed(trailing)
+            if self._owe_write:
+                self._flush_owed()
         self._reader = threading.Thread(
             target=self._read_loop, name=f"websock-reader {self._remote_address}", daemon=True
         )
@@ -176,50 +195,90 @@ class Connection:
     # ------------------------------------------------------------------ reading
 
     def _read_loop(self) -> None:
-        buffer = memoryview(bytearray(_FIRST_READ_SIZE))
+        """The reader thread: read whenever recv() is not reading for itself (the read turn)."""
         protocol = self.protocol
-        sock = self.socket
+        while True:
+            resumed = False
+            with self._changed:
+                if self._reading is not _READER:
+                    if not self._await_read_turn():
+                        return  # lost: whoever saw the end has handled it
+                    self._reading = _READER
+                # A full queue: the core holds the rest of the input, and we stop reading
+                # until recv() drains the queue to its low-water mark (or close() drops the
+                # overflow), then parse the held input, a queue's worth at a time.
+                while protocol.receiving_held and not self._lost:
+                    if self._closing or self._below_low():
+                        self._set_room()
+                        self._dispatch(protocol.events_received())
+                        resumed = True
+                    else:
+                        self._wait(None)
+            if resumed:
+                self._flush_owed()
+            if not self._read_step():
+                return
+            with self._changed:
+                if self._recv_busy and not self._reader_wanted:
+                    # recv() waits: from now on it reads for itself (no hand-off).
+                    self._reading = _NOBODY
+                    if self._waiting:
+                        self._changed.notify_all()
+
+    def _await_read_turn(self) -> bool:
+        """Reader thread, core lock held: wait until it should read the socket.
+
+        It reads at once when asked to (``_reader_wanted``: closing; ``_reader_nudged``:
+        someone waits for a Pong, or recv() cannot read for itself), and otherwise when
+        recv() has not read the socket for a whole ``_DIRECT_GRACE`` and is not waiting: the
+        application is busy elsewhere, and the peer's Pings and Close must still be read.
+        While recv() reads, it sleeps; recv() wakes it when it stops. False once lost.
+        """
+        seen = self._direct_reads
+        while not self._lost:
+            if self._reading is _NOBODY and (self._reader_wanted or self._reader_nudged):
+                self._reader_nudged = False
+                return True
+            self._reader_waiting = True
+            try:
+                if self._reading is _RECV:
+                    self._reader_asleep = True
+                    self._reader_turn.wait()
+                    self._reader_asleep = False
+                elif not self._reader_turn.wait(_DIRECT_GRACE):
+                    if (
+                        self._reading is _NOBODY
+                        and not self._recv_busy
+                        and self._direct_reads == seen
+                    ):
+                        return True
+            finally:
+                self._reader_waiting = False
+            seen = self._direct_reads
+        return False
+
+    def _wake_reader(self, *, for_good: bool = True) -> None:
+        """Core lock held: have the reader thread read now; ``for_good`` when closing (it
+        then reads until the end, and recv() stops reading for itself)."""
+        if for_good:
+            self._reader_wanted = True
+        else:
+            self._reader_nudged = True
+        if self._reader_waiting:
+            self._reader_turn.notify()
+
+    def _read_step(self, timeout: float | None = None) -> bool:
+        """Read the socket once and feed the core (the caller has the read turn).
+
+        With ``timeout``, wait at most that long for data first. Return False once the
+        connection is lost: the peer's EOF or a socket error (``_connection_lost`` done).
+        """
         exc: BaseException | None = None
         try:
-            if self._trailing:
-                self._feed(self._trailing)
-                self._trailing = b""
-            while True:
-                resumed = False
-                with self._changed:
-                    # A full queue: the core holds the rest of the input, and we stop
-                    # reading until recv() drains the queue to its low-water mark (or
-                    # close() drops the overflow), then parse the held input, a queue's
-                    # worth at a time.
-                    while protocol.receiving_held:
-                        if self._closing or self._below_low():
-                            self._set_room()
-                            self._dispatch(protocol.events_received())
-                            resumed = True
-                        else:
-                            self._wait(None)
-                    direct = protocol.receive_buffer()
-                if resumed:
-                    self._flush_from_reader()
-                if direct is not None:
-                    # The rest of a large message, straight into its own bytes object.
-                    n = sock.recv_into(direct)
-                    if n:
-                        self._data_seen = True
-                        with self._changed:
-                            protocol.buffer_received(n)
-                            self._dispatch(protocol.events_received())
-                        if self._owe_write:
-                            self._flush_from_reader()
-                        continue
-                else:
-                    n = sock.recv_into(buffer)
-                    if n:
-                        self._feed(buffer[:n])
-                        if n == len(buffer) < READ_SIZE:
-                            buffer = memoryview(bytearray(READ_SIZE))
-                        continue
-                break  # EOF
+            if timeout is not None and not self._readable(timeout):
+                return True
+            if self._read_once():
+                return True
         except OSError as error:
             exc = error
         except Exception as error:  # a bug: fail the connection with 1011, log the details
@@ -227,12 +286,47 @@ class Connection:
             exc = error
             try:
                 with self._changed:
-                    protocol.fail(CloseCode.INTERNAL_ERROR)
-                    self._input_done = True
-                self._flush_from_reader()
+                    self.protocol.fail(CloseCode.INTERNAL_ERROR)
+                self._flush_owed()
             except Exception:
                 pass
         self._connection_lost(exc)
+        return False
+
+    def _read_once(self) -> bool:
+        """One ``recv`` from the socket, fed to the core; False at EOF."""
+        protocol = self.protocol
+        with self._core_lock:
+            direct = protocol.receive_buffer()
+        if direct is not None:
+            # The rest of a large message, straight into its own bytes object.
+            n = self.socket.recv_into(direct)
+            if not n:
+                return False
+            self._data_seen = True
+            with self._changed:
+                protocol.buffer_received(n)
+                self._dispatch(protocol.events_received())
+        else:
+            buffer = self._buffer
+            n = self.socket.recv_into(buffer)
+            if not n:
+                return False
+            self._feed(buffer[:n])
+            if n == len(buffer) < READ_SIZE:
+                self._buffer = memoryview(bytearray(READ_SIZE))
+        if self._owe_write:
+            self._flush_owed()
+        return True
+
+    def _readable(self, timeout: float) -> bool:
+        """Whether the socket has data within ``timeout`` (or is at EOF or failed)."""
+        try:
+            poller = select.poll()
+            poller.register(self.socket.fileno(), select.POLLIN)
+            return bool(poller.poll(timeout * 1000))
+        except (OSError, ValueError):  # closed meanwhile: the read reports it
+            return True
 
     def _wait(self, timeout: float | None) -> None:
         """Wait on _changed (core lock held), counted so that notifiers can skip it."""
@@ -248,8 +342,6 @@ class Connection:
             self._set_room()
             self.protocol.receive_data(data)
             self._dispatch(self.protocol.events_received())
-        if self._owe_write:
-            self._flush_from_reader()
 
     def _set_room(self) -> None:
         """Tell the core how much the queue can still take (see set_receive_room)."""
@@ -290,7 +382,8 @@ class Connection:
                     error = event.error  # type: ignore[union-attr]
                     self.logger.info("failing connection with %d: %s", error.close_code, error)
                 if kind is not core.Ping:
-                    self._input_done = True
+                    # Input is over: the reader thread reads (and drops) until the end.
+                    self._wake_reader()
                     self._terminal_received()
                     woke = True
         if woke and self._waiting:
@@ -342,6 +435,7 @@ class Connection:
             self.protocol.receive_eof()
             self._lost = True
             self._changed.notify_all()
+            self._reader_turn.notify_all()
             pings, self._pings = self._pings, {}
         for event, _, _ in pings.values():
             event.set()  # ping() raises ConnectionClosed: no RTT in its result
@@ -401,7 +495,7 @@ class Connection:
             self._write_lock.release()
             raise
 
-    def _flush_from_reader(self) -> None:
+    def _flush_owed(self) -> None:
         """Write what the core queued on its own, unless another thread is writing, or the
         socket cannot take it at once: the reader must never block (module docstring).
         Then the core coalesces Pongs (pause_writing) and the timer thread retries."""
@@ -486,6 +580,8 @@ class Connection:
         """
         self._tcp_ended = True
         self._shutdown(socket.SHUT_WR)
+        with self._core_lock:
+            self._wake_reader()  # it drains until the peer's EOF
         grace = CLOSE_GRACE
         if self.options.close_timeout is not None:
             grace = min(grace, self.options.close_timeout)
@@ -539,23 +635,66 @@ class Connection:
                         if self.protocol.receiving_held and self._below_low():
                             self._changed.notify_all()  # the reader may go on
                         return message
-                    if self.protocol.terminal_pending:
+                    protocol = self.protocol
+                    if protocol.terminal_pending:
                         # Every message before the Close or violation was consumed.
-                        self.protocol.messages_consumed()
+                        protocol.messages_consumed()
                         self._changed.notify_all()
-                    if self._lost or self._input_done:
+                    if protocol.receiving_held:
+                        if self._reading is _NOBODY:
+                            # Input held for lack of room (the queue is empty now): parse
+                            # it here, even after the connection was lost.
+                            self._set_room()
+                            self._dispatch(protocol.events_received())
+                            self._flush_unlocked()
+                            continue
+                        self._changed.notify_all()  # the reader holds it: it goes on
+                    if self._lost or protocol.input_over:
                         break
-                    if self.protocol.receiving_held:
-                        self._changed.notify_all()
                     remaining = None if deadline is None else deadline - timers.clock()
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError(f"no message within {timeout}s")
-                    self._wait(remaining)
+                    if self._reading is _NOBODY and not self._reader_wanted:
+                        self._read_directly(remaining)
+                    else:
+                        self._wait(remaining)
             finally:
                 self._recv_busy = False
         # No more messages: flush our answer, wait for the end of TCP, tell how it ended.
         self._flush_and_wait()
         raise self.protocol.close_exception(self._lost_exc)
+
+    def _read_directly(self, timeout: float | None) -> None:
+        """recv(), core lock held: read the socket in this thread (the read turn is free).
+
+        The common case by far: a message read here is returned without a hand-off between
+        threads, which halves the latency of a request-response exchange. Over TLS with a
+        timeout the reader thread reads instead: a partial TLS record would block this
+        thread past the timeout.
+        """
+        if timeout is not None and self._tls:
+            self._wake_reader(for_good=False)
+            self._wait(timeout)
+            return
+        self._reading = _RECV
+        self._direct_reads += 1
+        self._core_lock.release()
+        try:
+            self._read_step(timeout)
+        finally:
+            self._core_lock.acquire()
+            self._reading = _NOBODY
+            if self._reader_asleep:
+                self._reader_turn.notify()
+
+    def _flush_unlocked(self) -> None:
+        """Core lock held: write what the core owes, with the lock released meanwhile."""
+        if self._owe_write:
+            self._core_lock.release()
+            try:
+                self._flush_owed()
+            finally:
+                self._core_lock.acquire()
 
     def _below_low(self) -> bool:
         return (self._queue_low is None or len(self._messages) <= self._queue_low) and (
@@ -566,6 +705,8 @@ class Connection:
         """Write what the core queued (our Close), then wait until TCP is closed (bounded)."""
         if not self._lost:
             self._start_close_timer()  # bounds the wait below
+            with self._core_lock:
+                self._wake_reader()  # it reads until the end of TCP
             self._write_lock.acquire()
             try:
                 self._write_queued()
@@ -695,7 +836,7 @@ class Connection:
                 if protocol.fragment_in_progress and not protocol.close_expected():
                     # A half-sent message cannot be completed: the connection is unusable.
                     protocol.fail(CloseCode.INTERNAL_ERROR, "message interrupted")
-                    self._input_done = True
+                    self._wake_reader()
                     self._changed.notify_all()
             try:
                 self._write_queued()
@@ -733,6 +874,8 @@ class Connection:
                 self.protocol.send_ping(payload)
                 self._pings[payload] = (event, timers.clock(), result)
                 out = self.protocol.data_to_send()
+                # Someone must read the Pong now, even if recv() is not being called.
+                self._wake_reader(for_good=False)
         except BaseException:
             self._write_lock.release()
             raise
@@ -780,6 +923,7 @@ class Connection:
                     self.protocol.send_close(code, reason)
                 self._closing = True
                 self._changed.notify_all()  # the reader goes on past a full queue
+                self._wake_reader()
         except BaseException:
             self._write_lock.release()
             raise
@@ -799,6 +943,7 @@ class Connection:
                 self.protocol.send_close(code, reason)
             self._closing = True
             self._changed.notify_all()
+            self._wake_reader()
         self._write_if_ready()  # else the write lock's holder writes it, or the timer ends
 
     def wait_closed(self, timeout: float | None = None) -> bool:
@@ -850,7 +995,7 @@ class Connection:
                     self.options.ping_timeout,
                 )
                 self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                self._input_done = True
+                self._wake_reader()
                 self._changed.notify_all()
         if alive:
             self._keepalive_payload = None

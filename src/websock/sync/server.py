@@ -59,9 +59,14 @@ class ServerConnection(Connection):
     may add to them (for example a cookie).
     """
 
-    def __init__(self, sock: socket.socket, server: Server) -> None:
+    def __init__(
+        self, sock: socket.socket, server: Server, open_deadline: float | None = None
+    ) -> None:
         super().__init__(sock, server.options, logger)
         self.server = server
+        # When the opening handshake must be done: open_timeout after TCP was accepted, so
+        # that it bounds TCP, TLS and the upgrade together.
+        self._open_deadline = open_deadline
         self.request: Request | None = None
         self.response: Response | None = None
         self.response_headers = Headers()
@@ -152,8 +157,7 @@ class ServerConnection(Connection):
 
     def _read_request(self) -> bool:
         """Read the request head within open_timeout; answer errors. True if one arrived."""
-        timeout = self.options.open_timeout
-        deadline = None if timeout is None else timers.clock() + timeout
+        deadline = self._open_deadline
         handshake = self._handshake
         sock = self.socket
         try:
@@ -359,7 +363,9 @@ class Server:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # not TCP (a Unix socket), or already reset
-        thread = threading.Thread(target=self._run_connection, args=(raw,), daemon=True)
+        timeout = self.options.open_timeout
+        deadline = None if timeout is None else timers.clock() + timeout
+        thread = threading.Thread(target=self._run_connection, args=(raw, deadline), daemon=True)
         with self._lock:
             self._threads.add(thread)
         try:
@@ -370,19 +376,20 @@ class Server:
             logger.error("cannot start a thread for a new connection (%s): dropping it", exc)
             raw.close()
 
-    def _run_connection(self, raw: socket.socket) -> None:
+    def _run_connection(self, raw: socket.socket, deadline: float | None) -> None:
+        """A connection's thread: TLS, the opening handshake (both done by ``deadline``:
+        open_timeout after accept), then the handler."""
         sock: socket.socket = raw
         try:
             if self._ssl is not None:
-                timeout = self.options.open_timeout
-                raw.settimeout(timeout)
+                raw.settimeout(None if deadline is None else max(0.0, deadline - timers.clock()))
                 try:
                     sock = self._ssl.wrap_socket(raw, server_side=True)
                 except (OSError, ssl_module.SSLError) as exc:
                     logger.info("TLS handshake failed: %s", exc)
                     raw.close()
                     return
-            conn = ServerConnection(sock, self)
+            conn = ServerConnection(sock, self, deadline)
             with self._lock:
                 admitted = self.max_connections is None or self._open_count < self.max_connections
                 if admitted:
