@@ -281,3 +281,74 @@ async def test_max_connections_auto_is_resolved_by_serve() -> None:
         assert server.options.max_connections == asyncio_server.default_max_connections()
     async with websock.serve(echo, "127.0.0.1", 0, max_connections=None) as server:
         assert server.max_connections is None
+
+
+# A value different from the default for each field, valid in every role.
+_NON_DEFAULTS: dict[str, Any] = {
+    "compression": None,
+    "max_message_size": 12345,
+    "max_frame_size": 2345,
+    "max_fragments": 77,
+    "max_queue": 5,
+    "write_limit": 4321,
+    "max_handshake_size": 7777,
+    "max_headers": 33,
+    "open_timeout": 1.5,
+    "close_timeout": 2.5,
+    "ping_interval": 3.5,
+    "ping_timeout": 4.5,
+    "subprotocols": ["chat"],
+    "origins": ["https://example.org"],
+    "process_request": print,
+    "max_connections": 9,
+    "server_header": "test-server",
+    "origin": "https://example.org",
+    "additional_headers": {"X-Test": "1"},
+    "user_agent": "test-agent",
+}
+
+
+def test_from_arguments_takes_every_field_by_name() -> None:
+    assert set(_NON_DEFAULTS) == {f.name for f in dataclasses.fields(Options)}
+    options = Options.from_arguments({**_NON_DEFAULTS, "handler": print, "ssl": object()})
+    for name, value in _NON_DEFAULTS.items():
+        assert getattr(options, name) == value, name
+    auto = Options.from_arguments({"max_connections": "auto"})
+    assert auto.max_connections == options_module.default_max_connections()
+
+
+def _entry_points() -> list[Any]:
+    import websock.sync
+
+    return [websock.serve, websock.connect, websock.sync.serve, websock.sync.connect]
+
+
+@pytest.mark.parametrize(
+    "function", _entry_points(), ids=["serve", "connect", "sync.serve", "sync.connect"]
+)
+def test_every_options_keyword_reaches_options(
+    function: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each keyword of serve()/connect() named like an Options field ends up in Options."""
+    built: list[Options] = []
+    original = Options.from_arguments.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[Options], arguments: Any) -> Options:
+        built.append(original(cls, arguments))
+        raise _Stop
+
+    monkeypatch.setattr(Options, "from_arguments", classmethod(spy))
+    parameters = inspect.signature(function).parameters
+    given = {name: value for name, value in _NON_DEFAULTS.items() if name in parameters}
+    assert len(given) >= 15
+    target = ("127.0.0.1", 0) if "handler" in parameters else ()
+    first = echo if "handler" in parameters else "ws://127.0.0.1:1/"
+    with pytest.raises(_Stop):
+        function(first, *target, **given)
+    (options,) = built
+    for name, value in given.items():
+        assert getattr(options, name) == value, name
+
+
+class _Stop(Exception):
+    """Raised by the spy: the call is checked once its Options are built."""

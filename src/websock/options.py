@@ -11,7 +11,7 @@ No I/O imports here: the asyncio and sync layers both import this module.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,6 +193,25 @@ class Options:
         _check_header_value("server_header", "Server", self.server_header)
         _check_header_value("user_agent", "User-Agent", self.user_agent)
 
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> Options:
+        """The Options of a ``serve()`` or ``connect()`` call, from its arguments (its
+        ``locals()``): every field of Options found there, by name, validated.
+
+        The keyword lists of serve() and connect() stay explicit (signatures that editors
+        and the API reference show); this keeps them from being spelled a second time.
+        ``max_connections="auto"`` is resolved here, from the limit in force now.
+        """
+        values = {name: arguments[name] for name in _FIELD_NAMES if name in arguments}
+        max_connections = values.get("max_connections")
+        if isinstance(max_connections, str):
+            if max_connections != "auto":
+                raise ValueError(
+                    f"max_connections must be an int >= 1, None or 'auto', got {max_connections!r}"
+                )
+            values["max_connections"] = default_max_connections()
+        return cls(**values)
+
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
@@ -234,3 +253,6 @@ class Options:
         if compression == "deflate":
             return [ClientPerMessageDeflateFactory()]
         return list(compression)
+
+
+_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Options))

@@ -159,24 +159,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         # Every protocol setting in one validated object (a bad value raises ValueError
         # here). ssl, server_hostname, host, port and sock are not part of it: they say
         # where and how to connect (I/O resources), not how to speak WebSocket.
-        self._options = Options(
-            origin=origin,
-            subprotocols=subprotocols,
-            compression=compression,
-            additional_headers=additional_headers,
-            user_agent=user_agent,
-            max_message_size=max_message_size,
-            max_frame_size=max_frame_size,
-            max_fragments=max_fragments,
-            max_queue=max_queue,
-            write_limit=write_limit,
-            max_handshake_size=max_handshake_size,
-            max_headers=max_headers,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-        )
+        self._options = Options.from_arguments(locals())
         self._connection: ClientConnection | None = None
 
     async def _connect(self) -> ClientConnection:

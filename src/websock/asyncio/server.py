@@ -646,37 +646,12 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         server_header: str | None = USER_AGENT,
         create_server_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if isinstance(max_connections, str):
-            if max_connections != "auto":
-                raise ValueError(
-                    f"max_connections must be an int >= 1, None or 'auto', got {max_connections!r}"
-                )
-            # Resolved now, from the limit in force when serve() is called (see above).
-            max_connections = default_max_connections()
         # Every protocol setting in one validated object: a bad value raises ValueError here,
         # not on the first connection. ssl, sock, host, port and create_server_kwargs are
         # not part of it: they are I/O resources of this listener (a socket, a context
         # holding keys, loop arguments), while Options holds protocol settings only, which
         # either I/O layer can share and which replace() can copy freely.
-        self._options = Options(
-            origins=origins,
-            subprotocols=subprotocols,
-            process_request=process_request,
-            compression=compression,
-            max_message_size=max_message_size,
-            max_frame_size=max_frame_size,
-            max_fragments=max_fragments,
-            max_queue=max_queue,
-            write_limit=write_limit,
-            max_handshake_size=max_handshake_size,
-            max_headers=max_headers,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            server_header=server_header,
-            max_connections=max_connections,
-        )
+        self._options = Options.from_arguments(locals())
         self._handler = handler
         self._host = host
         self._port = port

@@ -25,13 +25,11 @@ from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
 from ..protocol.uri import parse_uri
 from . import timers
-from .connection import Connection
+from .connection import Connection, read_head
 
 __all__ = ["connect", "ClientConnection"]
 
 logger = logging.getLogger("websock.client")
-
-_HANDSHAKE_READ = 4096
 
 
 class ClientConnection(Connection):
@@ -84,24 +82,7 @@ def connect(
     parsed = parse_uri(uri)
     if ssl is not None and not parsed.secure:
         raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
-    options = Options(
-        origin=origin,
-        subprotocols=subprotocols,
-        additional_headers=additional_headers,
-        user_agent=user_agent,
-        compression=compression,
-        max_message_size=max_message_size,
-        max_frame_size=max_frame_size,
-        max_fragments=max_fragments,
-        max_queue=max_queue,
-        write_limit=write_limit,
-        max_handshake_size=max_handshake_size,
-        max_headers=max_headers,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
+    options = Options.from_arguments(locals())
     handshake = ClientHandshake(
         parsed,
         origin=origin,
@@ -147,14 +128,10 @@ def connect(
         for chunk in handshake.data_to_send():
             sock.settimeout(remaining())
             sock.sendall(chunk)
-        response = None
-        while response is None:
-            sock.settimeout(remaining())
-            data = sock.recv(_HANDSHAKE_READ)
-            if not data:
-                handshake.receive_eof()
-                raise ConnectionError("connection closed during the opening handshake")
-            response = handshake.receive_data(data)
+        response = read_head(sock, handshake.receive_data, deadline)
+        if response is None:
+            handshake.receive_eof()
+            raise ConnectionError("connection closed during the opening handshake")
     except TimeoutError:
         sock.close()
         raise TimeoutError(

@@ -36,8 +36,8 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Set
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from typing import Any, TypeVar
 
 from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
 from ..options import CLOSE_GRACE, Options
@@ -46,7 +46,7 @@ from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
 from . import timers
 
-__all__ = ["Connection", "Data"]
+__all__ = ["Connection", "Data", "read_head"]
 
 Data = str | bytes
 
@@ -63,6 +63,32 @@ _NOBODY, _RECV, _READER = "nobody", "recv", "reader"
 # reads in its place: the bound on answering a peer's Ping, or seeing its Close, while the
 # application neither reads nor waits for a Pong.
 _DIRECT_GRACE = 0.05
+# Bytes read per recv() during the opening handshake (the head is bounded separately).
+HANDSHAKE_READ = 4096
+
+Head = TypeVar("Head")
+
+
+def read_head(
+    sock: socket.socket,
+    receive: Callable[[bytes], Head | None],
+    deadline: float | None,
+) -> Head | None:
+    """Read an HTTP head for the opening handshake: feed what arrives to ``receive`` (a
+    handshake's ``receive_data``) until it returns the parsed head. Return None if the peer
+    ends TCP first; raise TimeoutError at ``deadline`` (on :data:`timers.clock`)."""
+    while True:
+        if deadline is not None:
+            left = deadline - timers.clock()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
+        data = sock.recv(HANDSHAKE_READ)
+        if not data:
+            return None
+        head = receive(data)
+        if head is not None:
+            return head
 
 
 class Connection:

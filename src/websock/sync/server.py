@@ -26,7 +26,6 @@ from ..options import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WRITE_LIMIT,
     Options,
-    default_max_connections,
 )
 from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
@@ -34,7 +33,7 @@ from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Response, excerpt
 from . import timers
-from .connection import Connection
+from .connection import Connection, read_head
 
 __all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
 
@@ -47,8 +46,6 @@ ProcessRequest = Callable[["ServerConnection", Request], "Response | None"]
 # asyncio server: WebSocket connections are long-lived, so a full server rarely has a free
 # slot within seconds.
 REFUSED_RETRY_AFTER = 5
-# Bytes read per recv() during the opening handshake (the head is bounded separately).
-_HANDSHAKE_READ = 4096
 
 
 class ServerConnection(Connection):
@@ -157,26 +154,18 @@ class ServerConnection(Connection):
 
     def _read_request(self) -> bool:
         """Read the request head within open_timeout; answer errors. True if one arrived."""
-        deadline = self._open_deadline
         handshake = self._handshake
         sock = self.socket
         try:
-            while self.request is None:
-                if deadline is not None:
-                    remaining = deadline - timers.clock()
-                    if remaining <= 0:
-                        raise TimeoutError
-                    sock.settimeout(remaining)
-                data = sock.recv(_HANDSHAKE_READ)
-                if not data:
-                    sock.close()
-                    return False
-                try:
-                    self.request = handshake.receive_data(data)
-                except InvalidHandshake as exc:
-                    self._log_rejection(exc)
-                    self._send_response(handshake.response_for_error(exc))
-                    return False
+            try:
+                self.request = read_head(sock, handshake.receive_data, self._open_deadline)
+            except InvalidHandshake as exc:
+                self._log_rejection(exc)
+                self._send_response(handshake.response_for_error(exc))
+                return False
+            if self.request is None:  # the client left
+                sock.close()
+                return False
         except TimeoutError:
             logger.info("opening handshake timed out: closing TCP connection")
             sock.close()
@@ -224,15 +213,9 @@ class ServerConnection(Connection):
         sock = self.socket
         try:
             socket.socket.shutdown(sock, socket.SHUT_WR)
-            deadline = timers.clock() + CLOSE_GRACE
-            while True:
-                left = deadline - timers.clock()
-                if left <= 0:
-                    break
-                sock.settimeout(left)
-                if not sock.recv(_HANDSHAKE_READ):
-                    break
-        except OSError:
+            # A head that never completes: everything is read and dropped until EOF.
+            read_head(sock, lambda data: None, timers.clock() + CLOSE_GRACE)
+        except OSError:  # TimeoutError included: the grace is over
             pass
         finally:
             sock.close()
@@ -249,17 +232,8 @@ class ServerConnection(Connection):
 
     def _read_request_quietly(self) -> None:
         # Read the request (bounded by CLOSE_GRACE) so that closing does not reset the 503.
-        sock = self.socket
-        deadline = timers.clock() + CLOSE_GRACE
         try:
-            while True:
-                left = deadline - timers.clock()
-                if left <= 0:
-                    return
-                sock.settimeout(left)
-                data = sock.recv(_HANDSHAKE_READ)
-                if not data or self._handshake.receive_data(data) is not None:
-                    return
+            read_head(self.socket, self._handshake.receive_data, timers.clock() + CLOSE_GRACE)
         except (OSError, InvalidHandshake):
             pass
 
@@ -504,27 +478,7 @@ def serve(
     for the kernel's socket buffer, which bounds what is buffered. ``backlog`` is the
     listen queue.
     """
-    if max_connections == "auto":
-        max_connections = default_max_connections()
-    options = Options(
-        origins=origins,
-        subprotocols=subprotocols,
-        process_request=process_request,
-        compression=compression,
-        max_message_size=max_message_size,
-        max_frame_size=max_frame_size,
-        max_fragments=max_fragments,
-        max_queue=max_queue,
-        write_limit=write_limit,
-        max_handshake_size=max_handshake_size,
-        max_headers=max_headers,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        max_connections=max_connections,
-        server_header=server_header,
-    )
+    options = Options.from_arguments(locals())
     if sock is None:
         if port is None:
             raise ValueError("serve() needs a port (0 picks a free one), or sock=")
