@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fnmatch
 import importlib.metadata
 import json
 import os
@@ -181,8 +182,13 @@ def chunks_for(variant: Variant) -> tuple[Chunk, ...]:
     return tuple(
         Chunk(c.name, c.include, c.exclude + extra_exclude, c.time_limit)
         for c in chunks
-        if not (c.include and set(c.include) <= set(extra_exclude))
+        if not (c.include and all(_excluded(case, extra_exclude) for case in c.include))
     )
+
+
+def _excluded(case: str, exclude: tuple[str, ...]) -> bool:
+    """Whether a case id (or glob) is covered by one of the exclusion globs."""
+    return any(fnmatch.fnmatchcase(case, pattern) for pattern in exclude)
 
 
 def full_run() -> bool:

@@ -2,10 +2,14 @@
 
 Threads and locks:
 
-- A *reader thread* per connection reads the socket, feeds the sans-I/O core and puts the
-  messages in a bounded deque that :meth:`Connection.recv` pops. It answers Pings at once
-  (the core queues the Pongs), so a peer's Pings are answered even while the application
-  does not call ``recv``.
+- Reading the socket is a *turn* held by one thread at a time. :meth:`Connection.recv`,
+  finding no message queued and nobody reading, reads the socket itself and feeds the
+  sans-I/O core: the message comes back in the same thread, without a hand-off between
+  threads (the common request-response case). A *reader thread* per connection reads
+  whenever recv() does not: when the application has been away from recv() for
+  ``_DIRECT_GRACE``, waits for a Pong, or closes. So a peer's Pings are answered (the core
+  queues the Pongs) and its Close is read even while the application does not call recv().
+  Messages go to a bounded deque that recv() pops.
 - The application's threads call ``send``, ``recv``, ``ping`` and ``close``.
 - One process-wide timer thread (``timers.py``) runs keepalive, close and grace timers.
 
@@ -15,7 +19,7 @@ frames of concurrent ``send`` calls never interleave; it is taken *before* the c
 never after. Bytes the core queues on its own (Pongs, Close replies) are written by
 whoever holds the write lock: a thread that cannot take it at once leaves them in the core,
 and the holder takes them in its last look under the core lock before it releases the write
-lock, so nothing is left behind. The reader thread never waits for the write lock: it must
+lock, so nothing is left behind. A reading thread never waits for the write lock: it must
 keep reading, or a peer that writes a whole message before reading ours would wait for us
 while we wait for it.
 
