@@ -333,8 +333,8 @@ def test_every_options_keyword_reaches_options(
     built: list[Options] = []
     original = Options.from_arguments.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: type[Options], arguments: Any) -> Options:
-        built.append(original(cls, arguments))
+    def spy(cls: type[Options], arguments: Any, **kwargs: Any) -> Options:
+        built.append(original(cls, arguments, **kwargs))
         raise _Stop
 
     monkeypatch.setattr(Options, "from_arguments", classmethod(spy))
@@ -352,3 +352,35 @@ def test_every_options_keyword_reaches_options(
 
 class _Stop(Exception):
     """Raised by the spy: the call is checked once its Options are built."""
+
+
+def test_thread_limit_is_the_least_of_the_kernel_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    values = {
+        "/proc/sys/kernel/pid_max": 32768,
+        "/proc/sys/kernel/threads-max": 20000,
+        "/sys/fs/cgroup/pids.max": None,  # "max": no limit
+        "/proc/sys/vm/max_map_count": 65530,  # a sixth: 10921
+    }
+    monkeypatch.setattr(options_module, "_read_int", values.get)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    expected = 10921 if soft == resource.RLIM_INFINITY else min(10921, soft)
+    assert options_module.thread_limit() == expected
+    values["/sys/fs/cgroup/pids.max"] = 500
+    assert options_module.thread_limit() == min(500, expected)
+
+
+def test_auto_max_connections_of_the_threading_server_counts_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import websock.sync
+
+    monkeypatch.setattr(options_module, "thread_limit", lambda: 1000)
+    by_files = options_module.default_max_connections()
+    expected = 450 if by_files is None else min(by_files, 450)  # 90% of 1000, 2 per connection
+    assert options_module.default_max_connections(2) == expected
+    with websock.sync.serve(print, "127.0.0.1", 0) as server:
+        assert server.max_connections == expected
+    # The asyncio server runs no thread per connection: descriptors alone bound it.
+    assert Options.from_arguments({"max_connections": "auto"}).max_connections == by_files

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_PING_TIMEOUT",
     "CLOSE_GRACE",
     "default_max_connections",
+    "thread_limit",
 ]
 
 # Defaults, each with its reason.
@@ -72,17 +73,61 @@ MAX_CONNECTIONS_RESERVE = 32
 Compression = Literal["deflate"] | None | Sequence[Any]
 
 
-def default_max_connections() -> int | None:
+def default_max_connections(threads_per_connection: int = 0) -> int | None:
     """The limit ``max_connections="auto"`` stands for: 90% of the soft limit on open
-    files (RLIMIT_NOFILE), keeping at least 32 descriptors; None where there is no limit."""
+    files (RLIMIT_NOFILE), keeping at least 32 descriptors; None where there is no limit.
+
+    With ``threads_per_connection`` (the threading server: 2), also at most 90% of the
+    threads this process may start (:func:`thread_limit`) divided by it: threads run out
+    long before descriptors on a machine with a high ``ulimit -n``.
+    """
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
         return None
+    limits: list[int] = []
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft <= 0:
+    if soft != resource.RLIM_INFINITY and soft > 0:
+        limits.append(max(1, soft - max(MAX_CONNECTIONS_RESERVE, soft // 10)))
+    if threads_per_connection > 0:
+        threads = thread_limit()
+        if threads is not None:
+            limits.append(max(1, threads * 9 // 10 // threads_per_connection))
+    return min(limits) if limits else None
+
+
+def thread_limit() -> int | None:
+    """How many threads (and processes) Linux lets this process start, at most: the least
+    of ``kernel.pid_max``, ``kernel.threads-max``, ``ulimit -u``, the cgroup's ``pids.max``
+    and a sixth of ``vm.max_map_count`` (each thread maps its stack and guard page, and
+    Python adds a few maps per thread). None where none of them is known."""
+    limits: list[int] = []
+    for path, divisor in (
+        ("/proc/sys/kernel/pid_max", 1),
+        ("/proc/sys/kernel/threads-max", 1),
+        ("/sys/fs/cgroup/pids.max", 1),  # cgroup v2; "max" means none
+        ("/proc/sys/vm/max_map_count", 6),
+    ):
+        value = _read_int(path)
+        if value is not None and value > 0:
+            limits.append(value // divisor)
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            limits.append(soft)
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - not Linux
+        pass
+    return min(limits) if limits else None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as file:
+            return int(file.read().strip())
+    except (OSError, ValueError):  # absent, unreadable, or "max"
         return None
-    return max(1, soft - max(MAX_CONNECTIONS_RESERVE, soft // 10))
 
 
 def _is_int(value: object) -> bool:
@@ -194,13 +239,16 @@ class Options:
         _check_header_value("user_agent", "User-Agent", self.user_agent)
 
     @classmethod
-    def from_arguments(cls, arguments: Mapping[str, Any]) -> Options:
+    def from_arguments(
+        cls, arguments: Mapping[str, Any], *, threads_per_connection: int = 0
+    ) -> Options:
         """The Options of a ``serve()`` or ``connect()`` call, from its arguments (its
         ``locals()``): every field of Options found there, by name, validated.
 
         The keyword lists of serve() and connect() stay explicit (signatures that editors
         and the API reference show); this keeps them from being spelled a second time.
-        ``max_connections="auto"`` is resolved here, from the limit in force now.
+        ``max_connections="auto"`` is resolved here, from the limits in force now
+        (:func:`default_max_connections`, given ``threads_per_connection``).
         """
         values = {name: arguments[name] for name in _FIELD_NAMES if name in arguments}
         max_connections = values.get("max_connections")
@@ -209,7 +257,7 @@ class Options:
                 raise ValueError(
                     f"max_connections must be an int >= 1, None or 'auto', got {max_connections!r}"
                 )
-            values["max_connections"] = default_max_connections()
+            values["max_connections"] = default_max_connections(threads_per_connection)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Options:

@@ -478,7 +478,8 @@ def serve(
     for the kernel's socket buffer, which bounds what is buffered. ``backlog`` is the
     listen queue.
     """
-    options = Options.from_arguments(locals())
+    # "auto" counts threads too: two per connection (the handler's and a reader).
+    options = Options.from_arguments(locals(), threads_per_connection=2)
     if sock is None:
         if port is None:
             raise ValueError("serve() needs a port (0 picks a free one), or sock=")
