@@ -228,8 +228,8 @@ async def test_request_path_query_headers_and_addresses(start_server: Any, secur
     async with start_server(handler, secure=secure) as running:
         async with running.connect("/feed/a?x=1&y=2", additional_headers={"X-Test": "yes"}) as ws:
             path, query, header, remote, local = await asyncio.wait_for(seen, TIMEOUT)
-            assert path == "/feed/a"
-            assert query == "x=1&y=2"
+            assert path == "/feed/a?x=1&y=2"
+            assert query == {"x": ["1"], "y": ["2"]}
             assert header == "yes"
             assert remote == ws.local_address
             assert local == ws.remote_address

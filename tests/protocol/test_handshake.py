@@ -828,7 +828,9 @@ def round_trip(chunks: list[int]) -> tuple[ClientHandshake, ServerHandshake]:
         request = server.receive_data(data[start:end])
     assert request is not None
     assert server.trailing == b"\x81\x85masked"
-    assert request.path == "/feed"
+    assert request.path == "/feed?x=1"  # the whole target, as in websockets
+    assert request.path_without_query == "/feed"
+    assert request.query == {"x": ["1"]}
     assert request.headers["Host"] == "example.com:8080"
     response = client.receive_data(serialize_response(server.accept(request)) + b"\x81\x00")
     assert response is not None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given
@@ -101,6 +102,21 @@ def test_headers_repeated_values_joined() -> None:
     assert len(headers) == 2
 
 
+def test_headers_is_a_mapping() -> None:
+    headers = Headers([("Host", "a"), ("X-Many", "1"), ("x-many", "2")])
+    # dict() and the Mapping methods see distinct names with joined values (a hook doing
+    # dict(request.headers) used to raise and become a 500).
+    assert dict(headers) == {"Host": "a", "X-Many": "1, 2"}
+    assert list(headers.keys()) == ["Host", "X-Many"]
+    assert list(headers.values()) == ["a", "1, 2"]
+    assert isinstance(headers, Mapping)
+    # items() keeps every field: HTTP headers repeat.
+    assert headers.items() == [("Host", "a"), ("X-Many", "1"), ("x-many", "2")]
+    headers.update({"X-New": "n"})
+    assert headers.get_all("x-new") == ["n"]
+    assert headers.pop("host") == "a" and "Host" not in headers
+
+
 def test_headers_missing() -> None:
     headers = Headers()
     with pytest.raises(KeyError):
@@ -172,10 +188,15 @@ def test_headers_accept_latin1_value() -> None:
 
 
 def test_request_path_and_query() -> None:
-    assert Request("GET", "/chat?room=1&x=2").path == "/chat"
-    assert Request("GET", "/chat?room=1&x=2").query == "room=1&x=2"
-    assert Request("GET", "/chat").query == ""
-    assert Request("GET", "/chat?").query == ""
+    request = Request("GET", "/chat?room=1&x=2&room=a%20b&blank=")
+    # path is the whole target (websockets' meaning): a token in the query reaches hooks.
+    assert request.path == request.target == "/chat?room=1&x=2&room=a%20b&blank="
+    assert request.path_without_query == "/chat"
+    assert request.query_string == "room=1&x=2&room=a%20b&blank="
+    assert request.query == {"room": ["1", "a b"], "x": ["2"], "blank": [""]}
+    assert Request("GET", "/chat").query_string == "" and Request("GET", "/chat").query == {}
+    assert Request("GET", "/chat?").query_string == ""
+    assert Request("GET", "/chat").path == Request("GET", "/chat").path_without_query
 
 
 def test_serialize_request() -> None:
@@ -237,8 +258,9 @@ def test_parse_request_whole() -> None:
     request = read_request(REQUEST)
     assert request.method == "GET"
     assert request.target == "/chat?room=1"
-    assert request.path == "/chat"
-    assert request.query == "room=1"
+    assert request.path == "/chat?room=1"
+    assert request.path_without_query == "/chat"
+    assert request.query == {"room": ["1"]}
     assert request.headers["host"] == "server.example.com"
     assert request.headers.get_all("Sec-WebSocket-Version") == ["13"]
     assert len(request.headers.items()) == 5

@@ -20,8 +20,9 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 from ..exceptions import InvalidHandshake, InvalidState
 
@@ -169,7 +170,7 @@ def _check_value(name: str, value: str) -> None:
         ) from None
 
 
-class Headers:
+class Headers(MutableMapping[str, str]):
     """Case-insensitive, order-preserving multimap of HTTP header names to values.
 
     Names keep the spelling they were added with; lookups ignore case. A header may appear
@@ -181,6 +182,10 @@ class Headers:
     * :meth:`items` returns every ``(name, value)`` field in order;
     * iterating yields each distinct name once (spelled as first added) and ``len()``
       counts distinct names.
+
+    It is a :class:`~collections.abc.MutableMapping` of names to joined values, so
+    ``dict(headers)``, ``keys()``, ``values()`` and ``update()`` work as for a dict, with
+    one difference kept for HTTP: :meth:`items` lists every field, duplicates included.
 
     Adding a name that is not an RFC 7230 token, or a value containing CR, LF or NUL or
     not encodable as ISO-8859-1, raises :class:`ValueError` (no header injection); a name
@@ -236,14 +241,15 @@ class Headers:
             return [self._items[keys.index(key)][1]]
         return [item[1] for k, item in zip(keys, self._items, strict=True) if k == key]
 
-    def get(self, name: str, default: str | None = None) -> str | None:
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         """``headers[name]`` (values joined with ``", "``), or ``default`` when absent."""
         values = self.get_all(name)
         if not values:
             return default
         return ", ".join(values)
 
-    def items(self) -> list[tuple[str, str]]:
+    # Every field, not a view of distinct names: HTTP headers repeat (see the class doc).
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         """Every ``(name, value)`` field, in order, duplicates included."""
         return list(self._items)
 
@@ -321,13 +327,26 @@ class Request:
 
     @property
     def path(self) -> str:
-        """The request target without its query string."""
+        """The request target as sent, query string included (``/chat?room=1``), as in
+        websockets: a token in the query is not lost on the way to a hook."""
+        return self.target
+
+    @property
+    def path_without_query(self) -> str:
+        """The request target without its query string (``/chat``), for routing."""
         return self.target.partition("?")[0]
 
     @property
-    def query(self) -> str:
-        """The query string without the ``?``; ``""`` when there is none."""
+    def query_string(self) -> str:
+        """The query string as sent, without the ``?``; ``""`` when there is none."""
         return self.target.partition("?")[2]
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The query string parsed: each name with its values in order, percent-decoded,
+        blank values kept (``?token=abc&room=1&room=2`` gives ``{"token": ["abc"], "room":
+        ["1", "2"]}``). A new dict on each access."""
+        return parse_qs(self.query_string, keep_blank_values=True)
 
 
 @dataclass
