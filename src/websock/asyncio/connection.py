@@ -161,6 +161,8 @@ class Connection(asyncio.BufferedProtocol):
         "_drain_waiters",
         "_flush_handle",
         "_keepalive_payload",
+        "_keepalive_sent_at",
+        "_latency",
         "_keepalive_timer",
         "_lost",
         "_lost_exc",
@@ -247,6 +249,8 @@ class Connection(asyncio.BufferedProtocol):
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._keepalive_payload: bytes | None = None
+        self._keepalive_sent_at = 0.0
+        self._latency = 0.0
         self._close_timer: asyncio.TimerHandle | None = None
         self._tls = False
         self._flush_handle: asyncio.Handle | None = None
@@ -257,6 +261,12 @@ class Connection(asyncio.BufferedProtocol):
         self.connection_lost_waiter: asyncio.Future[None] = self.loop.create_future()
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def latency(self) -> float:
+        """The last round-trip time measured by a Ping (keepalive or :meth:`ping`), in
+        seconds; 0.0 until one was answered."""
+        return self._latency
 
     @property
     def remote_address(self) -> Any:
@@ -774,9 +784,11 @@ class Connection(asyncio.BufferedProtocol):
         # After connection loss, input held for lack of room may still hold messages.
         return self._lost and not (self.protocol is not None and self.protocol.receiving_held)
 
-    async def recv(self) -> Data:
+    async def recv(self, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
+        ``decode=True`` returns binary messages decoded as UTF-8 too (UnicodeDecodeError if
+        they are not), ``decode=False`` text messages as their UTF-8 bytes.
         Raise :class:`ConnectionClosedOK` after a normal closing handshake,
         :class:`ConnectionClosedError` otherwise. Safe to cancel: a message is never lost.
         """
@@ -787,7 +799,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._queued_bytes -= len(message)
                 if self._reading_paused and self._queue_below_low():
                     self._schedule_resume()
-                return message
+                return message if decode is None else core.as_requested(message, decode)
             protocol = self.protocol
             if protocol is not None and protocol.receiving_held:
                 # Empty queue, held input (the connection may even be lost): it is parsed
@@ -837,15 +849,18 @@ class Connection(asyncio.BufferedProtocol):
         self,
         message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
         *,
+        text: bool | None = None,
         compress: bool = True,
     ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
         An iterable or async iterable of ``str`` (or of bytes-like) is sent as one
-        fragmented message, a frame per item. ``compress=False`` sends this message
-        uncompressed even when permessage-deflate is on. Returns once the write buffer is
-        below its high-water mark. Raise :class:`ConnectionClosed` if the connection is
-        closing or closed.
+        fragmented message, a frame per item. ``text=True`` sends bytes as a text message
+        (they must be UTF-8 already: JSON from orjson, say; not checked), ``text=False``
+        sends str as binary (UTF-8 encoded); for fragments it sets the message's type.
+        ``compress=False`` sends this message uncompressed even when permessage-deflate is
+        on. Returns once the write buffer is below its high-water mark. Raise
+        :class:`ConnectionClosed` if the connection is closing or closed.
         """
         protocol = self.protocol
         if protocol is None:
@@ -859,7 +874,9 @@ class Connection(asyncio.BufferedProtocol):
         # _transport_gone(): the transport is closing by then.
         if self._lost or protocol.close_sent is not None or self._transport_gone():
             raise self._closed_exception()
-        if isinstance(message, str):
+        if text is not None and isinstance(message, (str, bytes, bytearray, memoryview)):
+            protocol.send_data(message, text=text, compress=compress)
+        elif isinstance(message, str):
             protocol.send_text(message, compress=compress)
         elif isinstance(message, (bytes, bytearray, memoryview)):
             protocol.send_binary(message, compress=compress)
@@ -875,7 +892,7 @@ class Connection(asyncio.BufferedProtocol):
             )
         else:
             await self._send_fragments(
-                cast("Iterable[Data] | AsyncIterable[Data]", message), compress
+                cast("Iterable[Data] | AsyncIterable[Data]", message), compress, text
             )
             return
         self._flush(len(message))
@@ -883,7 +900,10 @@ class Connection(asyncio.BufferedProtocol):
             await self._drain()
 
     async def _send_fragments(
-        self, fragments: Iterable[Data] | AsyncIterable[Data], compress: bool
+        self,
+        fragments: Iterable[Data] | AsyncIterable[Data],
+        compress: bool,
+        message_text: bool | None = None,
     ) -> None:
         protocol = self.protocol
         assert protocol is not None
@@ -909,7 +929,9 @@ class Connection(asyncio.BufferedProtocol):
                     kind = False
                 else:
                     raise TypeError(f"cannot send a fragment of type {type(item).__name__}")
-                if text is None:
+                if message_text is not None:
+                    text = message_text  # send(text=...) chose the type: items may mix
+                elif text is None:
                     text = kind
                 elif kind is not text:
                     raise TypeError("all fragments of a message must be str, or all bytes")
@@ -984,16 +1006,18 @@ class Connection(asyncio.BufferedProtocol):
         acknowledged = pong.acknowledged
         if not acknowledged:
             return
+        now = time.monotonic()
         if self._keepalive_payload in acknowledged:
             self._keepalive_payload = None
+            self._latency = now - self._keepalive_sent_at
             self._schedule_keepalive()
         pings = self._pings
         if pings:
-            now = time.monotonic()
             for payload in acknowledged:
                 entry = pings.pop(payload, None)
                 if entry is not None:
                     waiter, sent_at = entry
+                    self._latency = now - sent_at
                     if not waiter.done():
                         waiter.set_result(now - sent_at)
 
@@ -1050,6 +1074,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         payload = os.urandom(4)
         self._keepalive_payload = payload
+        self._keepalive_sent_at = time.monotonic()
         self._data_seen = False
         protocol.send_ping(payload)
         self._flush()

@@ -86,6 +86,7 @@ __all__ = [
     "ProtocolViolation",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_FRAGMENTS",
+    "as_requested",
 ]
 
 
@@ -1009,6 +1010,21 @@ class Connection:
             raise InvalidState("cannot send a message while a fragmented message is in progress")
         self._send_data(_BINARY, data if type(data) is bytes else bytes(data), True, compress)
 
+    def send_data(
+        self,
+        data: str | bytes | bytearray | memoryview,
+        *,
+        text: bool,
+        compress: bool = True,
+    ) -> None:
+        """Queue a message whose frame type is chosen by ``text``, not by the type of
+        ``data``: str sent as binary is encoded to UTF-8; bytes sent as text must already be
+        UTF-8 (not checked: pre-encoded JSON from orjson or msgspec, say)."""
+        if text:
+            self.send_text(data if isinstance(data, str) else bytes(data), compress=compress)
+        else:
+            self.send_binary(data.encode() if isinstance(data, str) else data, compress=compress)
+
     def send_fragment(
         self,
         data: bytes,
@@ -1225,3 +1241,14 @@ class Connection:
         I/O layer decides when to fail (after delivering the messages that came first).
         """
         return self.close_sent is not None or self.state is State.CLOSED
+
+
+def as_requested(message: str | bytes, decode: bool | None) -> str | bytes:
+    """A received message as the application asked for it (``recv(decode=...)``): None
+    keeps its type (str for text, bytes for binary); True decodes binary as UTF-8 (raising
+    UnicodeDecodeError if it is not); False returns text as its UTF-8 bytes."""
+    if decode is None:
+        return message
+    if decode:
+        return message if isinstance(message, str) else message.decode()
+    return message.encode() if isinstance(message, str) else message
