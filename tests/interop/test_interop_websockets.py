@@ -194,7 +194,8 @@ async def test_their_client_our_server(
 
     async def handler(ws: websock.ServerConnection) -> None:
         conns.append(ws)
-        assert ws.request is not None and ws.request.path == "/path"
+        assert ws.request is not None and ws.request.path == "/path?q=1"
+        assert ws.request.path_without_query == "/path" and ws.request.query == {"q": ["1"]}
         await our_echo(ws)
 
     async with our_server(
