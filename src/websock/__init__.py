@@ -41,6 +41,7 @@ from .protocol.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from .protocol.http import Headers, Request, Response
+from .reconnect import Backoff
 
 if TYPE_CHECKING:
     from .asyncio.client import ClientConnection, connect
@@ -75,6 +76,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Backoff",
     "ClientConnection",
     "ClientPerMessageDeflateFactory",
     "CloseCode",

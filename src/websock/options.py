@@ -23,6 +23,7 @@ from .protocol.extensions.permessage_deflate import (
 )
 from .protocol.handshake import USER_AGENT, HeadersLike
 from .protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers
+from .reconnect import DEFAULT_BACKOFF, Backoff, ProcessException
 
 __all__ = [
     "Options",
@@ -207,6 +208,8 @@ class Options:
     origin: str | None = None
     additional_headers: HeadersLike | None = None
     user_agent: str | None = USER_AGENT
+    backoff: Backoff = DEFAULT_BACKOFF
+    process_exception: ProcessException | None = None
 
     def __post_init__(self) -> None:
         _check_size("max_message_size", self.max_message_size)
@@ -237,6 +240,10 @@ class Options:
             raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
         _check_header_value("server_header", "Server", self.server_header)
         _check_header_value("user_agent", "User-Agent", self.user_agent)
+        if not isinstance(self.backoff, Backoff):
+            raise TypeError(f"backoff must be a websock.Backoff, got {self.backoff!r}")
+        if self.process_exception is not None and not callable(self.process_exception):
+            raise TypeError("process_exception must be callable: exc -> None or an exception")
 
     @classmethod
     def from_arguments(

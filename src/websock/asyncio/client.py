@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -27,12 +27,23 @@ from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
 from ..protocol.uri import parse_uri
+from ..reconnect import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    ProcessException,
+    default_process_exception,
+    ended_abnormally,
+    retry_after,
+)
 from . import transports
 from .connection import Connection
 
 __all__ = ["connect", "ClientConnection"]
 
 logger = logging.getLogger("websock.client")
+
+# How the reconnect loop waits (tests replace it to record the delays without waiting).
+_sleep = asyncio.sleep
 
 
 class ClientConnection(Connection):
@@ -147,6 +158,9 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        # Reconnecting (async for)
+        backoff: Backoff = DEFAULT_BACKOFF,
+        process_exception: ProcessException | None = None,
     ) -> None:
         self.uri = parse_uri(uri)
         if ssl is not None and not self.uri.secure:
@@ -209,6 +223,63 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
                 f"opening handshake with {self.uri.host}:{self.uri.port} "
                 f"did not complete within {open_timeout}s"
             ) from None
+
+    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        """``async for ws in connect(uri)``: a fresh connection each time the previous one
+        is over, retrying failures with backoff (websock.reconnect has the policy).
+
+        A failed attempt is retried after the next ``backoff`` delay (at least what a
+        ``Retry-After`` asked for) when ``process_exception`` (default: the transient
+        failures of :func:`websock.reconnect.is_transient`) returns None, and raised
+        otherwise. When the loop body moves on, the connection is closed (if it was not)
+        and the next one opened: at once after a normal close, after the next delay after
+        an abnormal one (1006, 1011, 1012, 1013), so that a server dropping every connection
+        is not hammered. The delays start over after a normal close, or after a connection
+        that lasted ``backoff.maximum`` seconds. Break out of the loop to stop.
+        """
+        options = self._options
+        decide = options.process_exception or default_process_exception
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                connection = await self._connect_with_timeout()
+            except Exception as exc:
+                error = decide(exc)
+                if error is not None:
+                    if error is exc:
+                        raise
+                    raise error from exc
+                if delays is None:
+                    delays = options.backoff.delays()
+                delay = max(next(delays), retry_after(exc) or 0.0)
+                logger.info(
+                    "connecting to %s failed (%s: %s); retrying in %.1f s",
+                    self.uri.host,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await _sleep(delay)
+                continue
+            opened_at = connection.loop.time()
+            self._connection = connection
+            try:
+                yield connection
+            finally:
+                await connection.close()
+            if not ended_abnormally(connection.close_code):
+                delays = None
+                continue
+            if delays is None or connection.loop.time() - opened_at >= options.backoff.maximum:
+                delays = options.backoff.delays()
+            delay = next(delays)
+            logger.info(
+                "connection to %s ended with %s; reconnecting in %.1f s",
+                self.uri.host,
+                connection.close_code,
+                delay,
+            )
+            await _sleep(delay)
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._connect_with_timeout().__await__()

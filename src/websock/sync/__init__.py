@@ -15,13 +15,20 @@
         ws.send("hello")
         print(ws.recv(timeout=10))
 
+    for ws in reconnecting("ws://127.0.0.1:8765/"):   # reconnects with backoff
+        try:
+            for message in ws:
+                print(message)
+        except ConnectionClosed:
+            continue
+
 It drives the same sans-I/O core as :mod:`websock.asyncio`, through the same contract, and
 imports no asyncio.
 """
 
 from __future__ import annotations
 
-from .client import ClientConnection, connect
+from .client import ClientConnection, connect, reconnecting
 from .connection import Connection, Data
 from .server import Server, ServerConnection, serve
 
@@ -32,5 +39,6 @@ __all__ = [
     "Server",
     "ServerConnection",
     "connect",
+    "reconnecting",
     "serve",
 ]

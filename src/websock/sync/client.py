@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Sequence
-from typing import Literal
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 from ..exceptions import InvalidHandshake
 from ..options import (
@@ -24,10 +25,18 @@ from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
 from ..protocol.uri import parse_uri
+from ..reconnect import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    ProcessException,
+    default_process_exception,
+    ended_abnormally,
+    retry_after,
+)
 from . import timers
 from .connection import Connection, read_head
 
-__all__ = ["connect", "ClientConnection"]
+__all__ = ["connect", "reconnecting", "ClientConnection"]
 
 logger = logging.getLogger("websock.client")
 
@@ -149,3 +158,74 @@ def connect(
         core.Role.CLIENT, handshake.subprotocol, handshake.extensions, handshake.trailing
     )
     return connection
+
+
+# How the reconnect loop waits (tests replace it to record the delays without waiting).
+_sleep = time.sleep
+
+
+def reconnecting(
+    uri: str,
+    *,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    process_exception: ProcessException | None = None,
+    **connect_kwargs: Any,
+) -> Iterator[ClientConnection]:
+    """``for ws in reconnecting(uri, **knobs)``: a fresh connection each time the previous
+    one is over, retrying failures with backoff; the threading twin of
+    ``async for ws in websock.connect(uri)`` (same policy: :mod:`websock.reconnect`).
+
+    A failed attempt is retried after the next ``backoff`` delay (at least what a
+    ``Retry-After`` asked for) when ``process_exception`` (default: the transient failures
+    of :func:`websock.reconnect.is_transient`) returns None, and raised otherwise. When the
+    loop body moves on, the connection is closed (if it was not) and the next one opened: at
+    once after a normal close, after the next delay after an abnormal one (1006, 1011,
+    1012, 1013). Other keyword arguments are :func:`connect`'s (validated at the first
+    attempt). Break out of the loop to stop.
+    """
+    decide = process_exception or default_process_exception
+    if not isinstance(backoff, Backoff):
+        raise TypeError(f"backoff must be a websock.Backoff, got {backoff!r}")
+    delays: Iterator[float] | None = None
+    target = parse_uri(uri).host
+    while True:
+        try:
+            connection = connect(uri, **connect_kwargs)
+        except (TypeError, ValueError):
+            raise  # a mistake in the call, not a failure to connect
+        except Exception as exc:
+            error = decide(exc)
+            if error is not None:
+                if error is exc:
+                    raise
+                raise error from exc
+            if delays is None:
+                delays = backoff.delays()
+            delay = max(next(delays), retry_after(exc) or 0.0)
+            logger.info(
+                "connecting to %s failed (%s: %s); retrying in %.1f s",
+                target,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            _sleep(delay)
+            continue
+        opened_at = timers.clock()
+        try:
+            yield connection
+        finally:
+            connection.close()
+        if not ended_abnormally(connection.close_code):
+            delays = None
+            continue
+        if delays is None or timers.clock() - opened_at >= backoff.maximum:
+            delays = backoff.delays()
+        delay = next(delays)
+        logger.info(
+            "connection to %s ended with %s; reconnecting in %.1f s",
+            target,
+            connection.close_code,
+            delay,
+        )
+        _sleep(delay)
