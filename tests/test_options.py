@@ -305,6 +305,7 @@ _NON_DEFAULTS: dict[str, Any] = {
     "origin": "https://example.org",
     "additional_headers": {"X-Test": "1"},
     "user_agent": "test-agent",
+    "max_redirects": 3,
     "backoff": websock.Backoff(initial=0.5, maximum=9.0),
     "process_exception": repr,
 }

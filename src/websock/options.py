@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "CLOSE_GRACE",
+    "DEFAULT_MAX_REDIRECTS",
     "default_max_connections",
     "thread_limit",
 ]
@@ -66,6 +67,9 @@ DEFAULT_PING_TIMEOUT = 20.0
 #: at most this long (and at most close_timeout): a well-behaved peer closes its side within
 #: a round trip of our FIN.
 CLOSE_GRACE = 1.0
+#: Redirects a client follows in one opening handshake: browsers and curl stop at 20 and
+#: 50; a WebSocket endpoint that needs more than a couple is misconfigured.
+DEFAULT_MAX_REDIRECTS = 10
 
 #: max_connections="auto" keeps this many file descriptors (or a tenth of the limit, if
 #: more) for everything else: see websock.asyncio.server for the reasoning.
@@ -208,6 +212,7 @@ class Options:
     origin: str | None = None
     additional_headers: HeadersLike | None = None
     user_agent: str | None = USER_AGENT
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
     backoff: Backoff = DEFAULT_BACKOFF
     process_exception: ProcessException | None = None
 
@@ -218,6 +223,8 @@ class Options:
         _check_size("max_handshake_size", self.max_handshake_size, 1)
         _check_size("max_headers", self.max_headers, 1)
         _check_size("max_connections", self.max_connections, 1)
+        if not _is_int(self.max_redirects) or self.max_redirects < 0:
+            raise ValueError(f"max_redirects must be an int >= 0, got {self.max_redirects!r}")
         for name in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):
             _check_seconds(name, getattr(self, name))
         if not _is_int(self.max_queue) and self.max_queue is not None:

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-from ..exceptions import InvalidHandshake
+from ..exceptions import InvalidHandshake, InvalidStatus
 from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_REDIRECTS,
     DEFAULT_OPEN_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
@@ -26,7 +27,7 @@ from ..protocol import connection as core
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
-from ..protocol.uri import parse_uri
+from ..protocol.uri import Redirects, WebSocketURI, parse_uri, same_origin, strip_credentials
 from ..reconnect import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -158,6 +159,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
         # Reconnecting (async for)
         backoff: Backoff = DEFAULT_BACKOFF,
         process_exception: ProcessException | None = None,
@@ -177,15 +179,34 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         self._connection: ClientConnection | None = None
 
     async def _connect(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
+        """Open the connection, following redirects (at most ``max_redirects``)."""
         uri = self.uri
+        headers = self._options.additional_headers
+        first = True  # host, port, sock and server_hostname apply to the first origin only
+        # A socket given by the caller serves one attempt: no redirect can be followed.
+        redirects = Redirects(uri, 0 if self._sock is not None else self._options.max_redirects)
+        while True:
+            try:
+                return await self._connect_once(uri, headers, first)
+            except InvalidStatus as exc:
+                target = redirects.follow(exc)  # or raises: not a redirect to follow
+            logger.info("redirected from %s to %s", uri.host_header, target.host_header)
+            if not same_origin(uri, target):
+                headers = strip_credentials(headers)
+                first = False
+            uri = target
+
+    async def _connect_once(
+        self, uri: WebSocketURI, headers: HeadersLike | None, first: bool
+    ) -> ClientConnection:
+        loop = asyncio.get_running_loop()
         options = self._options
         handshake = ClientHandshake(
             uri,
             origin=options.origin,
             subprotocols=options.subprotocols,
             extensions=options.client_extensions(),
-            extra_headers=options.additional_headers,
+            extra_headers=headers,
             user_agent=options.user_agent,
             max_size=options.max_handshake_size,
             max_headers=options.max_headers,
@@ -195,12 +216,12 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
             kwargs["ssl"] = (
                 self._ssl if self._ssl is not None else ssl_module.create_default_context()
             )
-            kwargs["server_hostname"] = self._server_hostname or uri.host
-        if self._sock is not None:
+            kwargs["server_hostname"] = (first and self._server_hostname) or uri.host
+        if first and self._sock is not None:
             kwargs["sock"] = self._sock
         else:
-            kwargs["host"] = self._host or uri.host
-            kwargs["port"] = self._port or uri.port
+            kwargs["host"] = (first and self._host) or uri.host
+            kwargs["port"] = (first and self._port) or uri.port
         _, connection = await transports.create_connection(
             loop, lambda: ClientConnection(handshake, options), **kwargs
         )

@@ -11,11 +11,21 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..exceptions import InvalidURI
+from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
-__all__ = ["WebSocketURI", "parse_uri"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "REDIRECT_STATUSES",
+    "Redirects",
+    "WebSocketURI",
+    "parse_uri",
+    "redirect_target",
+    "same_origin",
+    "strip_credentials",
+]
 
 # RFC 3986 reg-name without percent-encoding (which has no place in a DNS name).
 _REG_NAME = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=]+")
@@ -114,3 +124,97 @@ def _normalise_host(uri: str, host: str) -> str:
     if _REG_NAME.fullmatch(host) is None:
         raise InvalidURI(uri, "invalid host")
     return host.lower()
+
+
+#: The HTTP statuses a client follows to another URI (RFC 9110 15.4).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Request headers that carry credentials: dropped when a redirect leaves the origin.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def same_origin(a: WebSocketURI, b: WebSocketURI) -> bool:
+    """Same scheme, host and port (RFC 6454): credentials may follow a redirect."""
+    return (a.secure, a.host, a.port) == (b.secure, b.host, b.port)
+
+
+def redirect_target(current: WebSocketURI, location: str | None) -> WebSocketURI:
+    """Where a redirect from ``current`` with this ``Location`` leads.
+
+    ``location`` may be relative, or absolute with a ws, wss, http or https scheme (http
+    stands for ws, https for wss). Leaving TLS (wss to ws) is refused. The URI's user info
+    follows only to the same origin. Raise :class:`InvalidURI` for what cannot be followed.
+    """
+    base = ("wss" if current.secure else "ws") + "://" + current.host_header
+    if location is None or not location.strip():
+        raise InvalidURI(base + current.resource_name, "redirect without a Location header")
+    # urljoin knows http's relative resolution, not ws's: resolve as http(s), then map.
+    http_base = ("https" if current.secure else "http") + "://" + current.host_header
+    joined = urllib.parse.urljoin(http_base + current.resource_name, location.strip())
+    scheme, sep, rest = joined.partition("://")
+    scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+    target = parse_uri(scheme + sep + rest)
+    if current.secure and not target.secure:
+        raise InvalidURI(
+            scheme + sep + rest, "redirect from wss:// to ws:// refused (it would drop TLS)"
+        )
+    if target.user_info is None and current.user_info is not None and same_origin(current, target):
+        target = WebSocketURI(
+            target.secure, target.host, target.port, target.resource_name, current.user_info
+        )
+    return target
+
+
+def strip_credentials(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> list[tuple[str, str]] | None:
+    """``additional_headers`` (a mapping, Headers or pairs) without the credential headers
+    (:data:`CREDENTIAL_HEADERS`), as pairs; None stays None."""
+    if headers is None:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(name, value) for name, value in items if name.lower() not in CREDENTIAL_HEADERS]
+
+
+class Redirects:
+    """Follows the redirects of one opening handshake: give :meth:`follow` each
+    :class:`~websock.exceptions.InvalidStatus` and it returns the next URI, or raises.
+
+    It raises the InvalidStatus itself when its status is not a redirect or
+    ``max_redirects`` is 0, :class:`InvalidHandshake` after more than ``max_redirects``
+    redirects or when one leads back to a URI already visited (a loop), and
+    :class:`InvalidURI` for a Location that cannot be followed (wss to ws, say).
+    """
+
+    def __init__(self, uri: WebSocketURI, max_redirects: int) -> None:
+        self.uri = uri
+        self.max_redirects = max_redirects
+        self.count = 0
+        self._visited = {_where(uri)}
+
+    def follow(self, exc: InvalidStatus) -> WebSocketURI:
+        response = exc.response
+        if response.status not in REDIRECT_STATUSES or self.max_redirects == 0:
+            raise exc
+        if self.count >= self.max_redirects:
+            raise InvalidHandshake(
+                f"too many redirects: more than {self.max_redirects} (max_redirects)"
+            ) from exc
+        try:
+            target = redirect_target(self.uri, response.headers.get("Location"))
+        except InvalidURI as error:
+            raise error from exc
+        where = _where(target)
+        if where in self._visited:
+            raise InvalidHandshake(f"redirect loop: {_display(target)} was visited before") from exc
+        self._visited.add(where)
+        self.count += 1
+        self.uri = target
+        return target
+
+
+def _where(uri: WebSocketURI) -> tuple[bool, str, int, str]:
+    return (uri.secure, uri.host, uri.port, uri.resource_name)
+
+
+def _display(uri: WebSocketURI) -> str:
+    return ("wss://" if uri.secure else "ws://") + uri.host_header + uri.resource_name

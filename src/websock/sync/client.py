@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from ..exceptions import InvalidHandshake
+from ..exceptions import InvalidStatus
 from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_REDIRECTS,
     DEFAULT_OPEN_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
@@ -24,7 +25,7 @@ from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZ
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
-from ..protocol.uri import parse_uri
+from ..protocol.uri import Redirects, WebSocketURI, parse_uri, same_origin, strip_credentials
 from ..reconnect import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -77,6 +78,7 @@ def connect(
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_redirects: int = DEFAULT_MAX_REDIRECTS,
 ) -> ClientConnection:
     """Open a WebSocket connection to ``uri`` (ws:// or wss://) and return it, blocking.
 
@@ -92,27 +94,65 @@ def connect(
     if ssl is not None and not parsed.secure:
         raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
     options = Options.from_arguments(locals())
+    deadline = None if open_timeout is None else timers.clock() + open_timeout
+    headers = additional_headers
+    first = True  # host, port, sock and server_hostname apply to the first origin only
+    # A socket given by the caller serves one attempt: no redirect can be followed.
+    redirects = Redirects(parsed, 0 if sock is not None else options.max_redirects)
+    while True:
+        try:
+            return _connect_once(
+                parsed,
+                options,
+                headers,
+                deadline,
+                ssl=ssl,
+                server_hostname=server_hostname if first else None,
+                host=host if first else None,
+                port=port if first else None,
+                sock=sock if first else None,
+            )
+        except InvalidStatus as exc:
+            target = redirects.follow(exc)  # or raises: not a redirect to follow
+        logger.info("redirected from %s to %s", parsed.host_header, target.host_header)
+        if not same_origin(parsed, target):
+            headers = strip_credentials(headers)
+            first = False
+        parsed = target
+
+
+def _connect_once(
+    parsed: WebSocketURI,
+    options: Options,
+    headers: HeadersLike | None,
+    deadline: float | None,
+    *,
+    ssl: ssl_module.SSLContext | None,
+    server_hostname: str | None,
+    host: str | None,
+    port: int | None,
+    sock: socket.socket | None,
+) -> ClientConnection:
+    """One attempt: TCP, TLS and the upgrade, all done by ``deadline``."""
     handshake = ClientHandshake(
         parsed,
-        origin=origin,
-        subprotocols=subprotocols,
+        origin=options.origin,
+        subprotocols=options.subprotocols,
         extensions=options.client_extensions(),
-        extra_headers=additional_headers,
-        user_agent=user_agent,
-        max_size=max_handshake_size,
-        max_headers=max_headers,
+        extra_headers=headers,
+        user_agent=options.user_agent,
+        max_size=options.max_handshake_size,
+        max_headers=options.max_headers,
     )
-    deadline = None if open_timeout is None else timers.clock() + open_timeout
     target = f"{parsed.host}:{parsed.port}"
+    timed_out = f"opening handshake with {target} did not complete within {options.open_timeout}s"
 
     def remaining() -> float | None:
         if deadline is None:
             return None
         left = deadline - timers.clock()
         if left <= 0:
-            raise TimeoutError(
-                f"opening handshake with {target} did not complete within {open_timeout}s"
-            )
+            raise TimeoutError(timed_out)
         return left
 
     try:
@@ -121,9 +161,7 @@ def connect(
         else:
             sock.settimeout(remaining())
     except TimeoutError:
-        raise TimeoutError(
-            f"opening handshake with {target} did not complete within {open_timeout}s"
-        ) from None
+        raise TimeoutError(timed_out) from None
     try:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -143,17 +181,12 @@ def connect(
             raise ConnectionError("connection closed during the opening handshake")
     except TimeoutError:
         sock.close()
-        raise TimeoutError(
-            f"opening handshake with {target} did not complete within {open_timeout}s"
-        ) from None
-    except (OSError, InvalidHandshake):
-        sock.close()
-        raise
+        raise TimeoutError(timed_out) from None
     except BaseException:
         sock.close()
         raise
     connection.response = response
-    sock.settimeout(None)  # from here on the reader thread blocks as long as it must
+    sock.settimeout(None)  # from here on the socket blocks as long as it must
     connection._open(
         core.Role.CLIENT, handshake.subprotocol, handshake.extensions, handshake.trailing
     )
