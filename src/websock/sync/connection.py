@@ -154,6 +154,8 @@ class Connection:
         self._pings: dict[bytes, tuple[threading.Event, float, list[float]]] = {}
         self._data_seen = False
         self._keepalive_payload: bytes | None = None
+        self._keepalive_sent_at = 0.0
+        self._latency = 0.0
         self._keepalive_timer: timers.Timer | None = None
         self._close_timer: timers.Timer | None = None
         self._terminal_timer: timers.Timer | None = None
@@ -188,6 +190,12 @@ class Connection:
         self._schedule_keepalive()
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def latency(self) -> float:
+        """The last round-trip time measured by a Ping (keepalive or :meth:`ping`), in
+        seconds; 0.0 until one was answered."""
+        return self._latency
 
     @property
     def remote_address(self) -> Any:
@@ -451,9 +459,11 @@ class Connection:
         for payload in pong.acknowledged:
             if payload == self._keepalive_payload:
                 self._keepalive_payload = None
+                self._latency = now - self._keepalive_sent_at
             entry = self._pings.pop(payload, None)
             if entry is not None:
                 event, sent_at, result = entry
+                self._latency = now - sent_at
                 result.append(now - sent_at)
                 event.set()
 
@@ -640,8 +650,11 @@ class Connection:
 
     # ------------------------------------------------------------------ public API
 
-    def recv(self, timeout: float | None = None) -> Data:
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        ``decode=True`` returns binary messages decoded as UTF-8 too (UnicodeDecodeError if
+        they are not), ``decode=False`` text messages as their UTF-8 bytes.
 
         Wait at most ``timeout`` seconds (None: no limit), then raise :class:`TimeoutError`
         (no message is lost). Raise :class:`ConnectionClosedOK` after a normal closing
@@ -664,7 +677,7 @@ class Connection:
                         self._queued_bytes -= len(message)
                         if self.protocol.receiving_held and self._below_low():
                             self._changed.notify_all()  # the reader may go on
-                        return message
+                        return message if decode is None else core.as_requested(message, decode)
                     protocol = self.protocol
                     if protocol.terminal_pending:
                         # Every message before the Close or violation was consumed.
@@ -759,9 +772,14 @@ class Connection:
         self,
         message: Data | bytearray | memoryview | Iterable[Data],
         *,
+        text: bool | None = None,
         compress: bool = True,
     ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary; thread-safe.
+
+        ``text=True`` sends bytes as a text message (they must be UTF-8 already: JSON from
+        orjson, say; not checked), ``text=False`` sends str as binary (UTF-8 encoded); for
+        fragments it sets the message's type.
 
         An iterable of ``str`` (or of bytes-like) is sent as one fragmented message, a
         frame per item; other threads' messages wait until it is complete.
@@ -785,12 +803,14 @@ class Connection:
         self._write_lock.acquire()
         if kind == 3:
             # Releases the write lock however it ends.
-            self._send_fragments(message, compress)  # type: ignore[arg-type]
+            self._send_fragments(message, compress, text)  # type: ignore[arg-type]
             return
         try:
             with self._core_lock:
                 self._check_open()
-                if kind == 1:
+                if text is not None:
+                    self.protocol.send_data(message, text=text, compress=compress)  # type: ignore[arg-type]
+                elif kind == 1:
                     self.protocol.send_text(message, compress=compress)  # type: ignore[arg-type]
                 else:
                     self.protocol.send_binary(message, compress=compress)  # type: ignore[arg-type]
@@ -826,7 +846,9 @@ class Connection:
         except OSError:
             pass
 
-    def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
+    def _send_fragments(
+        self, fragments: Iterable[Data], compress: bool, message_text: bool | None = None
+    ) -> None:
         """Send one fragmented message: the write lock, held on entry, is kept throughout
         (other threads' messages wait) and released however this ends."""
         protocol = self.protocol
@@ -842,7 +864,9 @@ class Connection:
                     data = bytes(item)
                 else:
                     raise TypeError(f"cannot send a fragment of type {type(item).__name__}")
-                if text is None:
+                if message_text is not None:
+                    text = message_text  # send(text=...) chose the type: items may mix
+                elif text is None:
                     text = kind
                 elif kind is not text:
                     raise TypeError("all fragments of a message must be str, or all bytes")
@@ -1001,6 +1025,7 @@ class Connection:
             while self.protocol.ping_outstanding(payload):
                 payload = os.urandom(4)
             self._keepalive_payload = payload
+            self._keepalive_sent_at = timers.clock()
             self._data_seen = False
             self.protocol.send_ping(payload)
         self._write_if_ready()
