@@ -181,7 +181,7 @@ class Options:
     at construction: a bad one raises :class:`ValueError` naming the field.
 
     Only protocol settings live here. Where and how to reach the network (``ssl``,
-    ``sock``, ``host``, ``port``, ``server_hostname``, ``create_server_kwargs``) stay
+    ``sock``, ``host``, ``port``, ``server_hostname``, the event loop's arguments) stay
     arguments of ``serve()``/``connect()``: they are I/O resources (an open socket, a context
     holding private keys, event loop arguments) that differ between the I/O layers and must
     not be copied around with the settings.

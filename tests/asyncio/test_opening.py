@@ -446,7 +446,7 @@ async def test_open_timeout_counts_from_tcp_accept_not_from_tls_end(
         echo,
         secure=True,
         open_timeout=LONG,
-        create_server_kwargs={"ssl_handshake_timeout": 100 * LONG},
+        ssl_handshake_timeout=100 * LONG,
     ) as running:
         reader, writer = await asyncio.open_connection(
             "localhost",

@@ -133,7 +133,7 @@ async def _serve_websock(args: argparse.Namespace, context: ssl.SSLContext | Non
         "ping_timeout": args.ping_timeout,
         "max_message_size": args.max_message_size,
         "max_queue": args.max_queue,
-        "create_server_kwargs": {"backlog": args.backlog},
+        "backlog": args.backlog,
     }
     if args.max_connections is not None:
         kwargs["max_connections"] = args.max_connections

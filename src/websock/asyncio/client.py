@@ -127,6 +127,10 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
     - Timeouts (seconds, None to disable): ``open_timeout`` (10: TCP, TLS and HTTP upgrade
       together), ``close_timeout`` (10), ``ping_interval`` (20), ``ping_timeout`` (20).
 
+    Any other keyword argument goes to :meth:`loop.create_connection` (``local_addr``,
+    ``family``, ``happy_eyeballs_delay``, ``ssl_handshake_timeout``...), as in websockets;
+    a name that is neither raises :class:`TypeError` at the call.
+
     The settings are validated when ``connect()`` is called (a bad value raises
     :class:`ValueError` there) and kept, as an :class:`~websock.options.Options`, in the
     connection's ``options``.
@@ -163,8 +167,11 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         # Reconnecting (async for)
         backoff: Backoff = DEFAULT_BACKOFF,
         process_exception: ProcessException | None = None,
+        **create_connection_kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        transports.check_loop_kwargs("connect", create_connection_kwargs, _CREATE_CONNECTION_ARGS)
+        self._loop_kwargs: dict[str, Any] = dict(create_connection_kwargs)
         if ssl is not None and not self.uri.secure:
             raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
         self._ssl = ssl
@@ -211,7 +218,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
             max_size=options.max_handshake_size,
             max_headers=options.max_headers,
         )
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(self._loop_kwargs)
         if uri.secure:
             kwargs["ssl"] = (
                 self._ssl if self._ssl is not None else ssl_module.create_default_context()
@@ -317,3 +324,20 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
     ) -> None:
         assert self._connection is not None
         await self._connection.close()
+
+
+# The keyword arguments of loop.create_connection that connect() passes through: the others
+# are connect()'s own (host, port, ssl, sock, server_hostname) or fixed by it.
+_CREATE_CONNECTION_ARGS = frozenset(
+    {
+        "family",
+        "proto",
+        "flags",
+        "local_addr",
+        "ssl_handshake_timeout",
+        "ssl_shutdown_timeout",
+        "happy_eyeballs_delay",
+        "interleave",
+        "all_errors",
+    }
+)

@@ -604,7 +604,9 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       descriptors and stop accepting (unlimited where there is no such limit); an int
       sets it; None: no limit. An idle connection costs about 7 KiB besides its socket.
     - ``server_header``: the Server header value, None to omit it.
-    - Anything else in ``create_server_kwargs`` goes to :meth:`loop.create_server`.
+    - Any other keyword argument goes to :meth:`loop.create_server` (``reuse_port``,
+      ``backlog``, ``family``, ``ssl_handshake_timeout``...), as in websockets; a name that
+      is neither raises :class:`TypeError` at the call.
 
     The settings are validated when ``serve()`` is called (a bad value raises
     :class:`ValueError` there) and kept, as an :class:`~websock.options.Options`, in
@@ -644,7 +646,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         max_connections: int | None | Literal["auto"] = "auto",
         server_header: str | None = USER_AGENT,
-        create_server_kwargs: Mapping[str, Any] | None = None,
+        **create_server_kwargs: Any,
     ) -> None:
         # Every protocol setting in one validated object: a bad value raises ValueError here,
         # not on the first connection. ssl, sock, host, port and create_server_kwargs are
@@ -655,7 +657,8 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         self._handler = handler
         self._host = host
         self._port = port
-        self._kwargs: dict[str, Any] = dict(create_server_kwargs or {})
+        transports.check_loop_kwargs("serve", create_server_kwargs, _CREATE_SERVER_ARGS)
+        self._kwargs: dict[str, Any] = dict(create_server_kwargs)
         if ssl is not None:
             self._kwargs["ssl"] = ssl
         if sock is not None:
@@ -683,3 +686,20 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+
+
+# The keyword arguments of loop.create_server that serve() passes through: the others are
+# serve()'s own (host, port, ssl, sock) or fixed by it (the protocol factory).
+_CREATE_SERVER_ARGS = frozenset(
+    {
+        "family",
+        "flags",
+        "backlog",
+        "reuse_address",
+        "reuse_port",
+        "keep_alive",
+        "ssl_handshake_timeout",
+        "ssl_shutdown_timeout",
+        "start_serving",
+    }
+)

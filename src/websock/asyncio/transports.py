@@ -30,7 +30,7 @@ import importlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "fast_tls_available",
     "resume_reading",
     "contain_tls_errors",
+    "check_loop_kwargs",
 ]
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
@@ -74,6 +75,16 @@ async def create_server(
         server = await aiofastnet.create_server(loop, protocol_factory, host, port, **kwargs)
         return cast(asyncio.Server, server)
     return await loop.create_server(protocol_factory, host, port, **kwargs)
+
+
+def check_loop_kwargs(function: str, kwargs: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """A typo in a keyword must fail at the call, not when the loop gets it."""
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise TypeError(
+            f"{function}() got unexpected keyword argument(s) {', '.join(unknown)}: neither a "
+            f"websock setting nor one of the event loop's ({', '.join(sorted(allowed))})"
+        )
 
 
 async def create_connection(
