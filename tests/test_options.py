@@ -300,6 +300,7 @@ _NON_DEFAULTS: dict[str, Any] = {
     "subprotocols": ["chat"],
     "origins": ["https://example.org"],
     "process_request": print,
+    "select_subprotocol": max,
     "max_connections": 9,
     "server_header": "test-server",
     "origin": "https://example.org",

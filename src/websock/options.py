@@ -206,6 +206,7 @@ class Options:
     # Server only
     origins: Sequence[str | None] | None = None
     process_request: Callable[..., Any] | None = None
+    select_subprotocol: Callable[..., Any] | None = None
     max_connections: int | None = None
     server_header: str | None = USER_AGENT
     # Client only

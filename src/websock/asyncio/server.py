@@ -8,6 +8,7 @@ import logging
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
@@ -48,6 +49,8 @@ __all__ = [
 logger = logging.getLogger("websock.server")
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
+#: ``select_subprotocol(connection, offered)``: one of the offered subprotocols, or None.
+SelectSubprotocol = Callable[["ServerConnection", list[str]], "str | None"]
 ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | None | Awaitable[Response | None]"
 ]
@@ -337,10 +340,24 @@ class ServerConnection(Connection):
 
     def _accept(self) -> None:
         assert self.request is not None and self.transport is not None
+        hook = self.options.select_subprotocol
         try:
-            response = self._handshake.accept(self.request, extra_headers=self.response_headers)
+            response = self._handshake.accept(
+                self.request,
+                extra_headers=self.response_headers,
+                select_subprotocol=None if hook is None else partial(hook, self),
+            )
         except InvalidHandshake as exc:
             self._reject(exc)
+            return
+        except Exception as exc:  # the select_subprotocol hook failed
+            logger.error(
+                "select_subprotocol hook failed (%s: %s); answering 500",
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            self._send_response(self._response_500())
             return
         if self._open_timer is not None:
             self._open_timer.cancel()
@@ -578,6 +595,10 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       HTTP requests (a health check); return a :class:`Response`
       (``connection.respond(401, "...")``) to answer instead of upgrading, or None to
       continue; it may add to ``connection.response_headers``.
+    - ``select_subprotocol``: ``hook(connection, offered)`` (a plain function) returns one
+      of the subprotocols the client offered, or None for none, instead of the first
+      offered one found in ``subprotocols``; raising :class:`NegotiationError` answers 400,
+      any other failure (or a subprotocol that was not offered) 500.
     - ``compression``: ``"deflate"`` (default: permessage-deflate when the client offers
       it), None to turn it off, or a list of extension factories
       (e.g. ``[ServerPerMessageDeflateFactory(compression_level=1)]``).
@@ -630,6 +651,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
         process_request: ProcessRequest | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
         compression: Literal["deflate"] | None | Sequence[ServerExtensionFactory] = "deflate",
         # Limits
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,

@@ -48,7 +48,7 @@ import binascii
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import TypeAlias
 
@@ -456,8 +456,14 @@ class ServerHandshake:
         request: Request,
         *,
         extra_headers: HeadersLike | None = None,
+        select_subprotocol: Callable[[list[str]], str | None] | None = None,
     ) -> Response:
         """Validate ``request``, negotiate, and build the 101 Switching Protocols response.
+
+        ``select_subprotocol(offered)``, if given, picks the subprotocol from the client's
+        list (or None) instead of the first offered one in ``subprotocols``; it may raise
+        :class:`~websock.exceptions.NegotiationError` to refuse (400). Returning one that
+        was not offered raises ValueError: a bug in the hook.
 
         Raises :class:`~websock.exceptions.InvalidHandshake` as :meth:`validate` does, or
         for a malformed Sec-WebSocket-Protocol or Sec-WebSocket-Extensions header (400).
@@ -469,7 +475,15 @@ class ServerHandshake:
         key = headers["Sec-WebSocket-Key"].strip()
 
         offered = parse_subprotocol_header(headers.get_all("Sec-WebSocket-Protocol"))
-        subprotocol = next((p for p in offered if p in self.subprotocols), None)
+        if select_subprotocol is not None:
+            subprotocol = select_subprotocol(offered)
+            if subprotocol is not None and subprotocol not in offered:
+                raise ValueError(
+                    f"select_subprotocol returned {subprotocol!r}, which the client did not "
+                    f"offer ({', '.join(offered) or 'none'}): return one of them or None"
+                )
+        else:
+            subprotocol = next((p for p in offered if p in self.subprotocols), None)
 
         accepted: list[Extension] = []
         response_params: list[tuple[str, list[ExtensionParameter]]] = []

@@ -13,6 +13,7 @@ import socket
 import ssl as ssl_module
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Literal
 
@@ -41,6 +42,8 @@ logger = logging.getLogger("websock.server")
 
 Handler = Callable[["ServerConnection"], None]
 ProcessRequest = Callable[["ServerConnection", Request], "Response | None"]
+#: ``select_subprotocol(connection, offered)``: one of the offered subprotocols, or None.
+SelectSubprotocol = Callable[["ServerConnection", list[str]], "str | None"]
 
 # A connection refused with 503 (max_connections) keeps the same Retry-After as the
 # asyncio server: WebSocket connections are long-lived, so a full server rarely has a free
@@ -122,11 +125,24 @@ class ServerConnection(Connection):
                 )
                 response = handshake.reject(500, "internal server error\n")
         if response is None:
+            select = self.options.select_subprotocol
             try:
-                response = handshake.accept(request, extra_headers=self.response_headers)
+                response = handshake.accept(
+                    request,
+                    extra_headers=self.response_headers,
+                    select_subprotocol=None if select is None else partial(select, self),
+                )
             except InvalidHandshake as exc:
                 self._log_rejection(exc)
                 response = handshake.response_for_error(exc)
+            except Exception as exc:  # the select_subprotocol hook failed
+                logger.error(
+                    "select_subprotocol hook failed (%s: %s); answering 500",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
+                response = handshake.reject(500, "internal server error\n")
         if not self._send_response(response):
             return
         # Upgraded. From here on the socket blocks without a timeout: the reader thread
@@ -445,6 +461,7 @@ def serve(
     origins: Sequence[str | None] | None = None,
     subprotocols: Sequence[str] | None = None,
     process_request: ProcessRequest | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
     compression: Literal["deflate"] | None | Sequence[ServerExtensionFactory] = "deflate",
     # Limits
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
