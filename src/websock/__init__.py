@@ -44,8 +44,8 @@ from .protocol.http import Headers, Request, Response
 from .reconnect import Backoff
 
 if TYPE_CHECKING:
-    from .asyncio.client import ClientConnection, connect
-    from .asyncio.server import Server, ServerConnection, serve
+    from .asyncio.client import ClientConnection, connect, unix_connect
+    from .asyncio.server import Server, ServerConnection, serve, unix_serve
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,8 @@ _ASYNCIO_NAMES = {
     "Server": "server",
     "ServerConnection": "server",
     "serve": "server",
+    "unix_connect": "client",
+    "unix_serve": "server",
 }
 
 
@@ -76,11 +78,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "__version__",
     "Backoff",
     "ClientConnection",
     "ClientPerMessageDeflateFactory",
     "CloseCode",
     "ConcurrencyError",
+    "connect",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -95,11 +99,11 @@ __all__ = [
     "ProtocolError",
     "Request",
     "Response",
+    "serve",
     "Server",
     "ServerConnection",
     "ServerPerMessageDeflateFactory",
+    "unix_connect",
+    "unix_serve",
     "WebSocketError",
-    "__version__",
-    "connect",
-    "serve",
 ]

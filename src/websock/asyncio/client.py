@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ from ..reconnect import (
 from . import transports
 from .connection import Connection
 
-__all__ = ["connect", "ClientConnection"]
+__all__ = ["connect", "unix_connect", "ClientConnection"]
 
 logger = logging.getLogger("websock.client")
 
@@ -172,6 +173,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         self.uri = parse_uri(uri)
         transports.check_loop_kwargs("connect", create_connection_kwargs, _CREATE_CONNECTION_ARGS)
         self._loop_kwargs: dict[str, Any] = dict(create_connection_kwargs)
+        self._unix_path: str | None = None
         if ssl is not None and not self.uri.secure:
             raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
         self._ssl = ssl
@@ -191,7 +193,8 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         headers = self._options.additional_headers
         first = True  # host, port, sock and server_hostname apply to the first origin only
         # A socket given by the caller serves one attempt: no redirect can be followed.
-        redirects = Redirects(uri, 0 if self._sock is not None else self._options.max_redirects)
+        fixed_socket = self._sock is not None or self._unix_path is not None
+        redirects = Redirects(uri, 0 if fixed_socket else self._options.max_redirects)
         while True:
             try:
                 return await self._connect_once(uri, headers, first)
@@ -224,6 +227,10 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
                 self._ssl if self._ssl is not None else ssl_module.create_default_context()
             )
             kwargs["server_hostname"] = (first and self._server_hostname) or uri.host
+        if self._unix_path is not None:
+            factory = partial(ClientConnection, handshake, options)
+            _, connection = await loop.create_unix_connection(factory, self._unix_path, **kwargs)
+            return await self._opened(connection)
         if first and self._sock is not None:
             kwargs["sock"] = self._sock
         else:
@@ -232,6 +239,11 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         _, connection = await transports.create_connection(
             loop, lambda: ClientConnection(handshake, options), **kwargs
         )
+        return await self._opened(connection)
+
+    @staticmethod
+    async def _opened(connection: ClientConnection) -> ClientConnection:
+        """Wait for the opening handshake; drop TCP if it fails (or is cancelled)."""
         try:
             await connection.opened
         except BaseException:
@@ -341,3 +353,14 @@ _CREATE_CONNECTION_ARGS = frozenset(
         "all_errors",
     }
 )
+
+
+class unix_connect(connect):
+    """:func:`connect` over a Unix socket at ``path``: ``uri`` (default
+    ``ws://localhost/``) gives the Host header, the request path and the scheme (wss:// for
+    TLS over the socket). The other arguments are connect()'s. Redirects are not followed:
+    the socket leads to one server."""
+
+    def __init__(self, path: str, uri: str = "ws://localhost/", **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self._unix_path = path

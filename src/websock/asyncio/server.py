@@ -32,6 +32,7 @@ from . import transports
 from .connection import Connection
 
 __all__ = [
+    "unix_serve",
     "serve",
     "Server",
     "ServerConnection",
@@ -488,7 +489,11 @@ class Server:
         return int(self.sockets[0].getsockname()[1])
 
     async def _start(
-        self, host: str | Sequence[str] | None, port: int | None, kwargs: dict[str, Any]
+        self,
+        host: str | Sequence[str] | None,
+        port: int | None,
+        kwargs: dict[str, Any],
+        unix_path: str | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.options.open_timeout
@@ -502,9 +507,14 @@ class Server:
             # transports as a traceback that cannot even be formatted: one INFO line each.
             self._release_tls_errors = transports.contain_tls_errors(loop, ServerConnection, logger)
         try:
-            self._server = await transports.create_server(
-                loop, lambda: ServerConnection(self), host, port, **kwargs
-            )
+            if unix_path is not None:
+                self._server = await loop.create_unix_server(
+                    lambda: ServerConnection(self), unix_path, **kwargs
+                )
+            else:
+                self._server = await transports.create_server(
+                    loop, lambda: ServerConnection(self), host, port, **kwargs
+                )
         except BaseException:
             self._stop_containing_tls_errors()
             raise
@@ -686,10 +696,11 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         if sock is not None:
             self._kwargs["sock"] = sock
         self._server: Server | None = None
+        self._unix_path: str | None = None
 
     async def _create(self) -> Server:
         server = Server(self._handler, self._options)
-        await server._start(self._host, self._port, self._kwargs)
+        await server._start(self._host, self._port, self._kwargs, self._unix_path)
         self._server = server
         return server
 
@@ -725,3 +736,14 @@ _CREATE_SERVER_ARGS = frozenset(
         "start_serving",
     }
 )
+
+
+class unix_serve(serve):
+    """:func:`serve` on a Unix socket at ``path`` (created, a stale one replaced) instead
+    of TCP: ``async with unix_serve(handler, "/run/app.sock") as server``. The other
+    arguments are serve()'s (``ssl`` included); a reverse proxy on the same host can reach
+    it without a TCP port."""
+
+    def __init__(self, handler: Handler, path: str, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._unix_path = path

@@ -28,9 +28,9 @@ imports no asyncio.
 
 from __future__ import annotations
 
-from .client import ClientConnection, connect, reconnecting
+from .client import ClientConnection, connect, reconnecting, unix_connect
 from .connection import Connection, Data
-from .server import Server, ServerConnection, serve
+from .server import Server, ServerConnection, serve, unix_serve
 
 __all__ = [
     "ClientConnection",
@@ -41,4 +41,6 @@ __all__ = [
     "connect",
     "reconnecting",
     "serve",
+    "unix_connect",
+    "unix_serve",
 ]

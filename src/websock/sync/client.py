@@ -37,7 +37,7 @@ from ..reconnect import (
 from . import timers
 from .connection import Connection, read_head
 
-__all__ = ["connect", "reconnecting", "ClientConnection"]
+__all__ = ["connect", "reconnecting", "unix_connect", "ClientConnection"]
 
 logger = logging.getLogger("websock.client")
 
@@ -262,3 +262,23 @@ def reconnecting(
             delay,
         )
         _sleep(delay)
+
+
+def unix_connect(
+    path: str,
+    uri: str = "ws://localhost/",
+    *,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    **kwargs: Any,
+) -> ClientConnection:
+    """:func:`connect` over a Unix socket at ``path``: ``uri`` (default ``ws://localhost/``)
+    gives the Host header, the request path and the scheme (wss:// for TLS over the
+    socket). The other arguments are connect()'s. Redirects are not followed."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(open_timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return connect(uri, sock=sock, open_timeout=open_timeout, **kwargs)

@@ -8,14 +8,16 @@ runs in the thread that calls :meth:`Server.serve_forever`.
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import socket
 import ssl as ssl_module
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..options import (
@@ -36,7 +38,7 @@ from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Respon
 from . import timers
 from .connection import Connection, read_head
 
-__all__ = ["serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
+__all__ = ["unix_serve", "serve", "Server", "ServerConnection", "Handler", "ProcessRequest"]
 
 logger = logging.getLogger("websock.server")
 
@@ -502,3 +504,18 @@ def serve(
             raise ValueError("serve() needs a port (0 picks a free one), or sock=")
         sock = socket.create_server((host or "", port), backlog=backlog, reuse_port=False)
     return Server(handler, sock, options, ssl)
+
+
+def unix_serve(handler: Handler, path: str, *, backlog: int = 128, **kwargs: Any) -> Server:
+    """:func:`serve` on a Unix socket at ``path`` (created; a stale socket file there is
+    replaced) instead of TCP. The other arguments are serve()'s."""
+    if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+        os.unlink(path)  # left by a previous run; binding would fail with EADDRINUSE
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return serve(handler, sock=sock, **kwargs)
