@@ -301,6 +301,7 @@ _NON_DEFAULTS: dict[str, Any] = {
     "origins": ["https://example.org"],
     "process_request": print,
     "select_subprotocol": max,
+    "process_response": min,
     "max_connections": 9,
     "server_header": "test-server",
     "origin": "https://example.org",

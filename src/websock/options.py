@@ -207,6 +207,7 @@ class Options:
     origins: Sequence[str | None] | None = None
     process_request: Callable[..., Any] | None = None
     select_subprotocol: Callable[..., Any] | None = None
+    process_response: Callable[..., Any] | None = None
     max_connections: int | None = None
     server_header: str | None = USER_AGENT
     # Client only

@@ -52,6 +52,10 @@ logger = logging.getLogger("websock.server")
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 #: ``select_subprotocol(connection, offered)``: one of the offered subprotocols, or None.
 SelectSubprotocol = Callable[["ServerConnection", list[str]], "str | None"]
+#: ``process_response(connection, request, response)``: None, or a Response to send instead.
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], "Response | None | Awaitable[Response | None]"
+]
 ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | None | Awaitable[Response | None]"
 ]
@@ -232,20 +236,35 @@ class ServerConnection(Connection):
         try:
             result = hook(self, request)
         except Exception as exc:
-            self._hook_failed(exc)
+            self._hook_failed("process_request", exc)
             return
+        self._then(result, "process_request", self._after_hook)
+
+    def _then(
+        self,
+        result: Response | None | Awaitable[Response | None],
+        name: str,
+        after: Callable[[Response | None], None],
+    ) -> None:
+        """Go on with a hook's result: at once, or (awaitable) once it is ready, reading
+        paused meanwhile."""
         if inspect.isawaitable(result):
             assert self.transport is not None
             self.transport.pause_reading()
-            self._handler_task = self.loop.create_task(self._await_hook(result))
+            self._handler_task = self.loop.create_task(self._await_hook(result, name, after))
         else:
-            self._after_hook(result)
+            after(result)
 
-    async def _await_hook(self, result: Awaitable[Response | None]) -> None:
+    async def _await_hook(
+        self,
+        result: Awaitable[Response | None],
+        name: str,
+        after: Callable[[Response | None], None],
+    ) -> None:
         try:
             response = await result
         except Exception as exc:
-            self._hook_failed(exc)
+            self._hook_failed(name, exc)
             return
         except asyncio.CancelledError:
             # Server shutdown gave up on the hook: drop the connection.
@@ -258,16 +277,17 @@ class ServerConnection(Connection):
                 self.server._connections.discard(self)
         if self._lost:
             return
-        self._after_hook(response)
+        after(response)
         if self.protocol is not None and not self._lost:
             # Resume only now: bytes read from here on reach the open connection.
             # Through _apply_reading: the trailing bytes may have filled the queue already.
             self._apply_reading()
 
-    def _hook_failed(self, exc: Exception) -> None:
-        """The process_request hook raised: log it (with its traceback) and answer 500."""
+    def _hook_failed(self, name: str, exc: Exception) -> None:
+        """A hook raised: log it (with its traceback) and answer 500."""
         logger.error(
-            "process_request hook raised %s: %s; answering 500",
+            "%s hook raised %s: %s; answering 500",
+            name,
             type(exc).__name__,
             exc,
             exc_info=exc,
@@ -299,7 +319,9 @@ class ServerConnection(Connection):
         the client gets a 500.
         """
         if self.protocol is not None:
-            raise InvalidState("respond() is for process_request, before the upgrade")
+            raise InvalidState(
+                "respond() is for process_request and process_response, before the upgrade"
+            )
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"invalid HTTP status {status!r} for respond(): must be 200-599")
         return self._handshake.reject(status, text, headers)
@@ -360,16 +382,49 @@ class ServerConnection(Connection):
             )
             self._send_response(self._response_500())
             return
+        process_response = self.options.process_response
+        if process_response is None:
+            self._upgrade(response)
+            return
+        try:
+            result = process_response(self, self.request, response)
+        except Exception as exc:
+            self._hook_failed("process_response", exc)
+            return
+        self._then(result, "process_response", partial(self._after_response_hook, response))
+
+    def _after_response_hook(self, built: Response, returned: Response | None) -> None:
+        """process_response returned: None keeps our 101 (which it may have changed in
+        place), a 101 replaces it, any other status refuses the upgrade."""
+        if returned is None:
+            self._upgrade(built)
+        elif not isinstance(returned, Response):
+            logger.error(
+                "process_response returned %s, not a Response or None; answering 500",
+                type(returned).__name__,
+            )
+            self._send_response(self._response_500())
+        elif returned.status != 101:
+            self._send_response(returned)
+        else:
+            self._upgrade(returned)
+
+    def _upgrade(self, response: Response) -> None:
+        """Send the 101 and open the connection: the handler starts."""
+        handshake = self._handshake
+        try:
+            # A hook may have put what HTTP cannot carry in the response (or its headers).
+            handshake.send_response(response)
+        except (ValueError, TypeError) as exc:
+            logger.error("invalid 101 response to %s: %s; answering 500", self.remote_address, exc)
+            self._send_response(self._response_500())
+            return
         if self._open_timer is not None:
             self._open_timer.cancel()
         self.response = response
-        handshake = self._handshake
         # The handshake state (head buffer, parser) is no longer needed: free it.
         del self._handshake
         self.subprotocol = handshake.subprotocol
-        # A 101 that accept() built from checked headers (Headers.add validates what a
-        # process_request hook adds to response_headers): HTTP can carry it.
-        handshake.send_response(response)
         self._write_handshake(handshake.data_to_send())
         if self.server._closing:
             # The server started shutting down during the handshake.
@@ -605,6 +660,10 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       HTTP requests (a health check); return a :class:`Response`
       (``connection.respond(401, "...")``) to answer instead of upgrading, or None to
       continue; it may add to ``connection.response_headers``.
+    - ``process_response``: ``hook(connection, request, response)``, sync or async, called
+      with our 101 before it is sent: change it in place (headers) and return None, or
+      return a Response to send instead (a 101, or a refusal such as
+      ``connection.respond(403, ...)``); a failure answers 500.
     - ``select_subprotocol``: ``hook(connection, offered)`` (a plain function) returns one
       of the subprotocols the client offered, or None for none, instead of the first
       offered one found in ``subprotocols``; raising :class:`NegotiationError` answers 400,
@@ -662,6 +721,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         subprotocols: Sequence[str] | None = None,
         process_request: ProcessRequest | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
+        process_response: ProcessResponse | None = None,
         compression: Literal["deflate"] | None | Sequence[ServerExtensionFactory] = "deflate",
         # Limits
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,

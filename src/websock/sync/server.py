@@ -44,6 +44,8 @@ logger = logging.getLogger("websock.server")
 
 Handler = Callable[["ServerConnection"], None]
 ProcessRequest = Callable[["ServerConnection", Request], "Response | None"]
+#: ``process_response(connection, request, response)``: None, or a Response to send instead.
+ProcessResponse = Callable[["ServerConnection", Request, Response], "Response | None"]
 #: ``select_subprotocol(connection, offered)``: one of the offered subprotocols, or None.
 SelectSubprotocol = Callable[["ServerConnection", list[str]], "str | None"]
 
@@ -145,6 +147,8 @@ class ServerConnection(Connection):
                     exc_info=exc,
                 )
                 response = handshake.reject(500, "internal server error\n")
+            else:
+                response = self._process_response(request, response)
         if not self._send_response(response):
             return
         # Upgraded. From here on the socket blocks without a timeout: the reader thread
@@ -200,6 +204,32 @@ class ServerConnection(Connection):
             exc.status,
             excerpt(str(exc), MAX_ERROR_TEXT),
         )
+
+    def _process_response(self, request: Request, response: Response) -> Response:
+        """Run the process_response hook on our 101: None keeps it (changed in place, maybe),
+        a Response replaces it (another status refuses the upgrade), a failure gives 500."""
+        hook = self.options.process_response
+        if hook is None:
+            return response
+        try:
+            returned = hook(self, request, response)
+        except Exception as exc:
+            logger.error(
+                "process_response hook raised %s: %s; answering 500",
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            return self._handshake.reject(500, "internal server error\n")
+        if returned is None:
+            return response
+        if not isinstance(returned, Response):
+            logger.error(
+                "process_response returned %s, not a Response or None; answering 500",
+                type(returned).__name__,
+            )
+            return self._handshake.reject(500, "internal server error\n")
+        return returned
 
     def _send_response(self, response: Response) -> bool:
         """Write ``response``; after a refusal, end TCP. True if the connection upgraded."""
@@ -464,6 +494,7 @@ def serve(
     subprotocols: Sequence[str] | None = None,
     process_request: ProcessRequest | None = None,
     select_subprotocol: SelectSubprotocol | None = None,
+    process_response: ProcessResponse | None = None,
     compression: Literal["deflate"] | None | Sequence[ServerExtensionFactory] = "deflate",
     # Limits
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
