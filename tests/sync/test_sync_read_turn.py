@@ -8,12 +8,15 @@ path is taken, and the peer is still read when the application does not read.
 
 from __future__ import annotations
 
+import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from syncpeer import TIMEOUT, RawClient, close_payload, running_server
 
+from websock import ConnectionClosed
 from websock.protocol.frames import Opcode
 from websock.sync import ServerConnection, connect
 from websock.sync import connection as sync_connection
@@ -120,3 +123,79 @@ def test_a_full_queue_is_drained_in_order_by_recv() -> None:
         assert peer.read_frame().payload == b"done"
         peer.close()
     assert received == [f"m{i:02d}" for i in range(40)]
+
+
+def test_recv_inside_a_fragment_generator_ends_cleanly_at_eof() -> None:
+    """recv() called by the generator of a fragmented send (which holds the write lock)
+    must not read the socket itself: at EOF, ending the connection needs that lock."""
+
+    in_generator = threading.Event()
+
+    def vanish(ws: ServerConnection) -> None:
+        in_generator.wait(TIMEOUT)  # the client is inside its generator, about to recv()
+        ws.socket.shutdown(socket.SHUT_RDWR)  # the peer is gone, without a Close
+
+    results: list[str] = []
+    with running_server(vanish) as server, connect(f"ws://127.0.0.1:{server.port}/") as ws:
+
+        def fragments() -> Iterator[str]:
+            yield "part1"
+            in_generator.set()
+            try:
+                ws.recv(timeout=TIMEOUT)
+            except ConnectionClosed:
+                results.append("recv closed")
+            yield "part2"
+
+        def app() -> None:
+            try:
+                ws.send(fragments())
+            except ConnectionClosed:
+                results.append("send closed")
+
+        thread = threading.Thread(target=app)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), "send() of a generator calling recv() hung"
+        assert ws.wait_closed(TIMEOUT)
+    assert results == ["recv closed", "send closed"]
+
+
+def test_recv_timeouts_beyond_what_poll_takes_and_zero() -> None:
+    def hello(ws: ServerConnection) -> None:
+        ws.send("hello")
+        ws.recv(timeout=TIMEOUT)
+
+    with running_server(hello) as server, connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        results: list[object] = []
+
+        def reader() -> None:  # not the main thread: recv() reads for itself
+            results.append(ws.recv(timeout=30 * 86400.0))  # a month: more than poll() takes
+            try:
+                results.append(ws.recv(timeout=float("inf")))
+            except ConnectionClosed as exc:
+                results.append(type(exc).__name__)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert results[:1] == ["hello"]
+        ws.close()
+        thread.join(TIMEOUT)
+        assert results == ["hello", "ConnectionClosedOK"]
+
+
+def test_max_queue_of_one_delivers_in_order() -> None:
+    got: list[str] = []
+
+    def slow(ws: ServerConnection) -> None:
+        for _ in range(3):
+            got.append(str(ws.recv(timeout=TIMEOUT)))
+        ws.send("done")
+
+    with running_server(slow, max_queue=1) as server:
+        peer = RawClient(server.port)
+        peer.send_raw(b"".join(peer.frame(Opcode.TEXT, b"m%d" % i) for i in range(3)))
+        assert peer.read_frame().payload == b"done"
+        peer.close()
+    assert got == ["m0", "m1", "m2"]

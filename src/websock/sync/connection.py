@@ -130,11 +130,14 @@ class Connection:
         self._messages: deque[Data] = deque()
         self._queued_bytes = 0
         self._queue_max, self._queue_max_bytes = options.queue_bounds
-        self._queue_low = None if self._queue_max is None else max(1, self._queue_max // 4)
+        # Resume reading once the queue is down to a quarter (0 for max_queue < 4: a low
+        # mark equal to the maximum would resume with no room and spin).
+        self._queue_low = None if self._queue_max is None else self._queue_max // 4
         self._queue_low_bytes = (
             None if self._queue_max_bytes is None else self._queue_max_bytes // 4
         )
         self._recv_busy = False
+        self._fragment_sender: int | None = None  # the thread sending a fragmented message
         # The read turn: who reads the socket (_NOBODY, _RECV or _READER); see _read_loop.
         self._reading = _NOBODY
         self._direct_reads = 0  # reads done by recv() itself; the idle reader watches it
@@ -257,6 +260,7 @@ class Connection:
             if not self._read_step():
                 return
             with self._changed:
+                self._reader_nudged = False  # whatever it was nudged for, it just read
                 if self._recv_busy and not self._reader_wanted:
                     # recv() waits: from now on it reads for itself (no hand-off).
                     self._reading = _NOBODY
@@ -357,12 +361,20 @@ class Connection:
             self._flush_owed()
         return True
 
+    def _tls_pending(self) -> bool:
+        """Whether decrypted bytes wait in the TLS layer (never for plain TCP)."""
+        sock = self.socket
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
     def _readable(self, timeout: float) -> bool:
-        """Whether the socket has data within ``timeout`` (or is at EOF or failed)."""
+        """Whether the socket has data within ``timeout`` (or is at EOF or failed); at most
+        a day per call (poll() takes an int of milliseconds): the caller looks again."""
+        if self._tls_pending():
+            return True  # decrypted bytes wait in the TLS layer, which poll() cannot see
         try:
             poller = select.poll()
             poller.register(self.socket.fileno(), select.POLLIN)
-            return bool(poller.poll(timeout * 1000))
+            return bool(poller.poll(min(timeout, 86400.0) * 1000))
         except (OSError, ValueError):  # closed meanwhile: the read reports it
             return True
 
@@ -423,6 +435,10 @@ class Connection:
                     # Input is over: the reader thread reads (and drops) until the end.
                     self._wake_reader()
                     self._terminal_received()
+                    # No Pong can come after the peer's Close: ping() raises at once.
+                    pings, self._pings = self._pings, {}
+                    for waiter, _, _ in pings.values():
+                        waiter.set()
                     woke = True
         if woke and self._waiting:
             self._changed.notify_all()
@@ -661,7 +677,10 @@ class Connection:
         handshake, :class:`ConnectionClosedError` otherwise, and
         :class:`ConcurrencyError` if another thread is already in ``recv``.
         """
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # longer than any wait can be: no limit (inf included)
         deadline = None if timeout is None else timers.clock() + timeout
+        tried = False  # one look at the socket before a timeout, even timeout=0
         with self._changed:
             if self._recv_busy:
                 raise ConcurrencyError(
@@ -696,16 +715,36 @@ class Connection:
                         break
                     remaining = None if deadline is None else deadline - timers.clock()
                     if remaining is not None and remaining <= 0:
-                        raise TimeoutError(f"no message within {timeout}s")
-                    if self._reading is _NOBODY and not self._reader_wanted:
+                        if tried:
+                            raise TimeoutError(f"no message within {timeout}s")
+                        remaining = 0.0
+                    tried = True
+                    if self._reading is _NOBODY and self._may_read_directly():
                         self._read_directly(remaining)
                     else:
+                        if self._reading is _NOBODY:
+                            self._wake_reader(for_good=False)  # read for us now
                         self._wait(remaining)
             finally:
                 self._recv_busy = False
         # No more messages: flush our answer, wait for the end of TCP, tell how it ended.
         self._flush_and_wait()
         raise self.protocol.close_exception(self._lost_exc)
+
+    def _may_read_directly(self) -> bool:
+        """Core lock held: whether recv() may read the socket in this thread.
+
+        Not when closing (the reader thread reads until the end), not in a thread that holds
+        the write lock (a generator sent as fragments calling recv(): ending the connection
+        there would wait for that lock), and not in the main thread, where a signal handler
+        may raise out of the socket read (``signal.alarm`` timeouts, KeyboardInterrupt) and
+        could cut a chunk of input in two: there the reader thread reads.
+        """
+        return (
+            not self._reader_wanted
+            and self._fragment_sender != threading.get_ident()
+            and threading.current_thread() is not threading.main_thread()
+        )
 
     def _read_directly(self, timeout: float | None) -> None:
         """recv(), core lock held: read the socket in this thread (the read turn is free).
@@ -716,9 +755,10 @@ class Connection:
         thread past the timeout.
         """
         if timeout is not None and self._tls:
-            self._wake_reader(for_good=False)
-            self._wait(timeout)
-            return
+            if not self._tls_pending():  # decrypted bytes already there: read them here
+                self._wake_reader(for_good=False)
+                self._wait(timeout)
+                return
         self._reading = _RECV
         self._direct_reads += 1
         self._core_lock.release()
@@ -750,6 +790,11 @@ class Connection:
             self._start_close_timer()  # bounds the wait below
             with self._core_lock:
                 self._wake_reader()  # it reads until the end of TCP
+            if self._fragment_sender == threading.get_ident():
+                # recv() from the generator of a fragmented send, which holds the write
+                # lock: the send writes our Close when it fails, and the end of TCP (which
+                # needs that lock) comes after it: waiting here would deadlock.
+                return
             self._write_lock.acquire()
             try:
                 self._write_queued()
@@ -802,8 +847,13 @@ class Connection:
             kind = 3
         self._write_lock.acquire()
         if kind == 3:
-            # Releases the write lock however it ends.
-            self._send_fragments(message, compress, text)  # type: ignore[arg-type]
+            # Releases the write lock however it ends. The items come from application
+            # code that runs with the lock held (it may even call recv()): mark the thread.
+            self._fragment_sender = threading.get_ident()
+            try:
+                self._send_fragments(message, compress, text)  # type: ignore[arg-type]
+            finally:
+                self._fragment_sender = None
             return
         try:
             with self._core_lock:
@@ -839,6 +889,8 @@ class Connection:
         except OSError as exc:
             self._write_lock.release()
             self._shutdown(socket.SHUT_RDWR)  # the reader ends the connection
+            with self._core_lock:
+                self._wake_reader()
             self._closed.wait(self.options.close_timeout)
             raise self.protocol.close_exception(self._lost_exc or exc) from exc
         try:
@@ -898,6 +950,8 @@ class Connection:
                 pass
             if isinstance(exc, OSError):  # the socket failed: the connection is gone
                 self._shutdown(socket.SHUT_RDWR)
+                with self._core_lock:
+                    self._wake_reader()
                 raise self.protocol.close_exception(self._lost_exc or exc) from exc
             raise
         self._write_or_raise(out)
@@ -915,6 +969,9 @@ class Connection:
         try:
             with self._core_lock:
                 self._check_open()
+                if self.protocol.input_over:
+                    # The peer's Close (or a violation) arrived: no Pong will come.
+                    raise self.protocol.close_exception(self._lost_exc)
                 if data is None:
                     payload = os.urandom(4)
                     while self.protocol.ping_outstanding(payload):
