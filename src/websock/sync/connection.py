@@ -7,7 +7,8 @@ Threads and locks:
   sans-I/O core: the message comes back in the same thread, without a hand-off between
   threads (the common request-response case). A *reader thread* per connection reads
   whenever recv() does not: when the application has been away from recv() for
-  ``_DIRECT_GRACE``, waits for a Pong, or closes. So a peer's Pings are answered (the core
+  ``_DIRECT_GRACE`` (growing to ``_MAX_DIRECT_GRACE`` on a busy connection), when a send()
+  blocks, when it waits for a Pong, or closes. So a peer's Pings are answered (the core
   queues the Pongs) and its Close is read even while the application does not call recv().
   Messages go to a bounded deque that recv() pops.
 - The application's threads call ``send``, ``recv``, ``ping`` and ``close``.
@@ -67,6 +68,12 @@ _NOBODY, _RECV, _READER = "nobody", "recv", "reader"
 # reads in its place: the bound on answering a peer's Ping, or seeing its Close, while the
 # application neither reads nor waits for a Pong.
 _DIRECT_GRACE = 0.05
+# ... growing (doubling) while recv() keeps reading, up to this: the idle reader then wakes
+# about once a second on a busy connection instead of twenty times (each wake-up costs the
+# GIL), while a send() that blocks (the peer not reading, perhaps waiting for us to read)
+# wakes it at once.
+_MAX_DIRECT_GRACE = 1.0
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 # Bytes read per recv() during the opening handshake (the head is bounded separately).
 HANDSHAKE_READ = 4096
 
@@ -146,6 +153,7 @@ class Connection:
         self._reader_asleep = False  # ... with no timeout: recv() wakes it when it stops reading
         self._reader_wanted = False  # closing: the reader reads until the end
         self._reader_nudged = False  # the reader should read now (a Pong is awaited)
+        self._grace = _DIRECT_GRACE  # the reader's current patience (see _MAX_DIRECT_GRACE)
         self._buffer = memoryview(bytearray(_FIRST_READ_SIZE))
         self._waiting = 0  # threads waiting on _changed: notify only if there are any
         self._owe_write = False  # the reader fed the core something that queues bytes
@@ -287,13 +295,15 @@ class Connection:
                     self._reader_asleep = True
                     self._reader_turn.wait()
                     self._reader_asleep = False
-                elif not self._reader_turn.wait(_DIRECT_GRACE):
+                elif not self._reader_turn.wait(self._grace):
                     if (
                         self._reading is _NOBODY
                         and not self._recv_busy
                         and self._direct_reads == seen
                     ):
+                        self._grace = _DIRECT_GRACE
                         return True
+                    self._grace = min(2 * self._grace, _MAX_DIRECT_GRACE)
             finally:
                 self._reader_waiting = False
             seen = self._direct_reads
@@ -508,24 +518,48 @@ class Connection:
 
     def _write(self, out: list[bytes]) -> None:
         """Write chunks in order (write lock held); ``b""`` ends TCP (the server's FIN)."""
-        sock = self.socket
         pending: list[bytes] = []
         for chunk in out:
             if not chunk:
                 if pending:
-                    sock.sendall(b"".join(pending))
+                    self._send_all(b"".join(pending))
                     pending = []
                 self._end_tcp()
                 return
             if len(chunk) >= READ_SIZE:
                 if pending:
-                    sock.sendall(b"".join(pending))
+                    self._send_all(b"".join(pending))
                     pending = []
-                sock.sendall(chunk)
+                self._send_all(chunk)
             else:
                 pending.append(chunk)
         if pending:
-            sock.sendall(pending[0] if len(pending) == 1 else b"".join(pending))
+            self._send_all(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _send_all(self, data: bytes) -> None:
+        """``sendall``, but if the socket cannot take it all at once, the reader thread is
+        woken first: a peer that does not read ours may be waiting for us to read its."""
+        sock = self.socket
+        if self._tls or not _DONTWAIT:
+            # SSLSocket takes no flags (nor does Windows have MSG_DONTWAIT): look first,
+            # for large writes only (a small one rarely fills the buffer, and the reader's
+            # grace bounds that case).
+            if len(data) >= READ_SIZE and not self._writable():
+                self._nudge_reader()
+            sock.sendall(data)
+            return
+        try:
+            sent = sock.send(data, _DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self._nudge_reader()
+            sock.sendall(memoryview(data)[sent:])
+
+    def _nudge_reader(self) -> None:
+        with self._core_lock:
+            if self._reading is _NOBODY:
+                self._wake_reader(for_good=False)
 
     def _write_queued(self, out: list[bytes] | None = None) -> None:
         """Write ``out`` and what the core queued, then release the write lock (which the
