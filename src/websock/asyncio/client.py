@@ -28,7 +28,7 @@ from ..protocol import connection as core
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
-from ..protocol.uri import Redirects, WebSocketURI, parse_uri, same_origin, strip_credentials
+from ..protocol.uri import Redirects, WebSocketURI, parse_uri
 from ..reconnect import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -189,22 +189,20 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
 
     async def _connect(self) -> ClientConnection:
         """Open the connection, following redirects (at most ``max_redirects``)."""
-        uri = self.uri
-        headers = self._options.additional_headers
-        first = True  # host, port, sock and server_hostname apply to the first origin only
         # A socket given by the caller serves one attempt: no redirect can be followed.
         fixed_socket = self._sock is not None or self._unix_path is not None
-        redirects = Redirects(uri, 0 if fixed_socket else self._options.max_redirects)
+        options = self._options
+        redirects = Redirects(
+            self.uri, 0 if fixed_socket else options.max_redirects, options.additional_headers
+        )
         while True:
+            uri = redirects.uri
             try:
-                return await self._connect_once(uri, headers, first)
+                # host, port, sock and server_hostname apply to the first origin only.
+                return await self._connect_once(uri, redirects.headers, redirects.first_origin)
             except InvalidStatus as exc:
-                target = redirects.follow(exc)  # or raises: not a redirect to follow
-            logger.info("redirected from %s to %s", uri.host_header, target.host_header)
-            if not same_origin(uri, target):
-                headers = strip_credentials(headers)
-                first = False
-            uri = target
+                redirects.follow(exc)  # or raises: not a redirect to follow
+            logger.info("redirected from %s to %s", uri.host_header, redirects.uri.host_header)
 
     async def _connect_once(
         self, uri: WebSocketURI, headers: HeadersLike | None, first: bool

@@ -177,7 +177,13 @@ def strip_credentials(
 
 class Redirects:
     """Follows the redirects of one opening handshake: give :meth:`follow` each
-    :class:`~websock.exceptions.InvalidStatus` and it returns the next URI, or raises.
+    :class:`~websock.exceptions.InvalidStatus` and it moves :attr:`uri` to the next URI (and
+    :attr:`headers`, :attr:`first_origin` with it), or raises.
+
+    ``headers`` are the request's additional headers: their credentials
+    (:data:`CREDENTIAL_HEADERS`) are dropped once a redirect leaves the origin, and
+    ``first_origin`` becomes False (connection overrides such as a host, port or socket
+    given for the first URI no longer apply).
 
     It raises the InvalidStatus itself when its status is not a redirect or
     ``max_redirects`` is 0, :class:`InvalidHandshake` after more than ``max_redirects``
@@ -185,8 +191,15 @@ class Redirects:
     :class:`InvalidURI` for a Location that cannot be followed (wss to ws, say).
     """
 
-    def __init__(self, uri: WebSocketURI, max_redirects: int) -> None:
+    def __init__(
+        self,
+        uri: WebSocketURI,
+        max_redirects: int,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> None:
         self.uri = uri
+        self.headers = headers
+        self.first_origin = True
         self.max_redirects = max_redirects
         self.count = 0
         self._visited = {_where(uri)}
@@ -208,6 +221,9 @@ class Redirects:
             raise InvalidHandshake(f"redirect loop: {_display(target)} was visited before") from exc
         self._visited.add(where)
         self.count += 1
+        if not same_origin(self.uri, target):
+            self.headers = strip_credentials(self.headers)
+            self.first_origin = False
         self.uri = target
         return target
 

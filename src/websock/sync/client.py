@@ -25,7 +25,7 @@ from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZ
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
-from ..protocol.uri import Redirects, WebSocketURI, parse_uri, same_origin, strip_credentials
+from ..protocol.uri import Redirects, WebSocketURI, parse_uri
 from ..reconnect import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -95,16 +95,18 @@ def connect(
         raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
     options = Options.from_arguments(locals())
     deadline = None if open_timeout is None else timers.clock() + open_timeout
-    headers = additional_headers
-    first = True  # host, port, sock and server_hostname apply to the first origin only
     # A socket given by the caller serves one attempt: no redirect can be followed.
-    redirects = Redirects(parsed, 0 if sock is not None else options.max_redirects)
+    redirects = Redirects(
+        parsed, 0 if sock is not None else options.max_redirects, additional_headers
+    )
     while True:
+        parsed = redirects.uri
+        first = redirects.first_origin  # host, port, sock and server_hostname: first only
         try:
             return _connect_once(
                 parsed,
                 options,
-                headers,
+                redirects.headers,
                 deadline,
                 ssl=ssl,
                 server_hostname=server_hostname if first else None,
@@ -113,12 +115,8 @@ def connect(
                 sock=sock if first else None,
             )
         except InvalidStatus as exc:
-            target = redirects.follow(exc)  # or raises: not a redirect to follow
-        logger.info("redirected from %s to %s", parsed.host_header, target.host_header)
-        if not same_origin(parsed, target):
-            headers = strip_credentials(headers)
-            first = False
-        parsed = target
+            redirects.follow(exc)  # or raises: not a redirect to follow
+        logger.info("redirected from %s to %s", parsed.host_header, redirects.uri.host_header)
 
 
 def _connect_once(
