@@ -30,6 +30,7 @@ __all__ = [
     "Backoff",
     "DEFAULT_BACKOFF",
     "ProcessException",
+    "Reconnecting",
     "default_process_exception",
     "ended_abnormally",
     "is_transient",
@@ -134,3 +135,50 @@ def ended_abnormally(close_code: int | None) -> bool:
     """Whether a connection that ended with ``close_code`` counts as a failure for the
     backoff: a transient close code, or none at all (the stream just ended)."""
     return close_code is None or close_code in TRANSIENT_CLOSE_CODES
+
+
+class Reconnecting:
+    """The decisions of one reconnect loop, for either I/O layer (which sleeps and logs).
+
+    Call :meth:`failed` when an attempt fails (it returns the delay before the next one,
+    or raises what ``process_exception`` says to raise), :meth:`opened` when a connection
+    opens, and :meth:`ended` when the application is done with it (None: reconnect at
+    once; else the delay).
+    """
+
+    def __init__(
+        self,
+        backoff: Backoff,
+        process_exception: ProcessException | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backoff = backoff
+        self._decide = process_exception or default_process_exception
+        self._clock = clock
+        self._delays: Iterator[float] | None = None
+        self._opened_at = 0.0
+
+    def failed(self, exc: Exception) -> float:
+        """An attempt failed with ``exc``: the delay before the next one, or raise."""
+        error = self._decide(exc)
+        if error is not None:
+            if error is exc:
+                raise exc
+            raise error from exc
+        if self._delays is None:
+            self._delays = self._backoff.delays()
+        return max(next(self._delays), retry_after(exc) or 0.0)
+
+    def opened(self) -> None:
+        self._opened_at = self._clock()
+
+    def ended(self, close_code: int | None) -> float | None:
+        """The connection is over: None after a normal close (and the delays start over),
+        else the next delay; they also start over after a connection that lasted
+        ``backoff.maximum``."""
+        if not ended_abnormally(close_code):
+            self._delays = None
+            return None
+        if self._delays is None or self._clock() - self._opened_at >= self._backoff.maximum:
+            self._delays = self._backoff.delays()
+        return next(self._delays)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal
@@ -29,14 +29,7 @@ from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
 from ..protocol.uri import Redirects, WebSocketURI, parse_uri
-from ..reconnect import (
-    DEFAULT_BACKOFF,
-    Backoff,
-    ProcessException,
-    default_process_exception,
-    ended_abnormally,
-    retry_after,
-)
+from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
 from . import transports
 from .connection import Connection
 
@@ -276,20 +269,12 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         that lasted ``backoff.maximum`` seconds. Break out of the loop to stop.
         """
         options = self._options
-        decide = options.process_exception or default_process_exception
-        delays: Iterator[float] | None = None
+        policy = Reconnecting(options.backoff, options.process_exception)
         while True:
             try:
                 connection = await self._connect_with_timeout()
             except Exception as exc:
-                error = decide(exc)
-                if error is not None:
-                    if error is exc:
-                        raise
-                    raise error from exc
-                if delays is None:
-                    delays = options.backoff.delays()
-                delay = max(next(delays), retry_after(exc) or 0.0)
+                delay = policy.failed(exc)  # or raises: not worth retrying
                 logger.info(
                     "connecting to %s failed (%s: %s); retrying in %.1f s",
                     self.uri.host,
@@ -299,25 +284,21 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
                 )
                 await _sleep(delay)
                 continue
-            opened_at = connection.loop.time()
+            policy.opened()
             self._connection = connection
             try:
                 yield connection
             finally:
                 await connection.close()
-            if not ended_abnormally(connection.close_code):
-                delays = None
-                continue
-            if delays is None or connection.loop.time() - opened_at >= options.backoff.maximum:
-                delays = options.backoff.delays()
-            delay = next(delays)
-            logger.info(
-                "connection to %s ended with %s; reconnecting in %.1f s",
-                self.uri.host,
-                connection.close_code,
-                delay,
-            )
-            await _sleep(delay)
+            next_delay = policy.ended(connection.close_code)
+            if next_delay is not None:
+                logger.info(
+                    "connection to %s ended with %s; reconnecting in %.1f s",
+                    self.uri.host,
+                    connection.close_code,
+                    next_delay,
+                )
+                await _sleep(next_delay)
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._connect_with_timeout().__await__()

@@ -26,14 +26,7 @@ from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
 from ..protocol.uri import Redirects, WebSocketURI, parse_uri
-from ..reconnect import (
-    DEFAULT_BACKOFF,
-    Backoff,
-    ProcessException,
-    default_process_exception,
-    ended_abnormally,
-    retry_after,
-)
+from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
 from . import timers
 from .connection import Connection, read_head
 
@@ -214,10 +207,9 @@ def reconnecting(
     1012, 1013). Other keyword arguments are :func:`connect`'s (validated at the first
     attempt). Break out of the loop to stop.
     """
-    decide = process_exception or default_process_exception
     if not isinstance(backoff, Backoff):
         raise TypeError(f"backoff must be a websock.Backoff, got {backoff!r}")
-    delays: Iterator[float] | None = None
+    policy = Reconnecting(backoff, process_exception)
     target = parse_uri(uri).host
     while True:
         try:
@@ -225,14 +217,7 @@ def reconnecting(
         except (TypeError, ValueError):
             raise  # a mistake in the call, not a failure to connect
         except Exception as exc:
-            error = decide(exc)
-            if error is not None:
-                if error is exc:
-                    raise
-                raise error from exc
-            if delays is None:
-                delays = backoff.delays()
-            delay = max(next(delays), retry_after(exc) or 0.0)
+            delay = policy.failed(exc)  # or raises: not worth retrying
             logger.info(
                 "connecting to %s failed (%s: %s); retrying in %.1f s",
                 target,
@@ -242,24 +227,20 @@ def reconnecting(
             )
             _sleep(delay)
             continue
-        opened_at = timers.clock()
+        policy.opened()
         try:
             yield connection
         finally:
             connection.close()
-        if not ended_abnormally(connection.close_code):
-            delays = None
-            continue
-        if delays is None or timers.clock() - opened_at >= backoff.maximum:
-            delays = backoff.delays()
-        delay = next(delays)
-        logger.info(
-            "connection to %s ended with %s; reconnecting in %.1f s",
-            target,
-            connection.close_code,
-            delay,
-        )
-        _sleep(delay)
+        next_delay = policy.ended(connection.close_code)
+        if next_delay is not None:
+            logger.info(
+                "connection to %s ended with %s; reconnecting in %.1f s",
+                target,
+                connection.close_code,
+                next_delay,
+            )
+            _sleep(next_delay)
 
 
 def unix_connect(
