@@ -21,8 +21,9 @@ from .protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
-from .protocol.handshake import USER_AGENT, HeadersLike
+from .protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from .protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers
+from .protocol.uri import WebSocketURI
 from .reconnect import DEFAULT_BACKOFF, Backoff, ProcessException
 
 __all__ = [
@@ -275,6 +276,22 @@ class Options:
                 )
             values["max_connections"] = default_max_connections(threads_per_connection)
         return cls(**values)
+
+    def client_handshake(
+        self, uri: WebSocketURI, extra_headers: HeadersLike | None
+    ) -> ClientHandshake:
+        """The opening handshake of one client attempt at ``uri`` with these settings
+        (``extra_headers``: ``additional_headers``, less what a redirect dropped)."""
+        return ClientHandshake(
+            uri,
+            origin=self.origin,
+            subprotocols=self.subprotocols,
+            extensions=self.client_extensions(),
+            extra_headers=extra_headers,
+            user_agent=self.user_agent,
+            max_size=self.max_handshake_size,
+            max_headers=self.max_headers,
+        )
 
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied (and validated)."""

@@ -202,16 +202,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
     ) -> ClientConnection:
         loop = asyncio.get_running_loop()
         options = self._options
-        handshake = ClientHandshake(
-            uri,
-            origin=options.origin,
-            subprotocols=options.subprotocols,
-            extensions=options.client_extensions(),
-            extra_headers=headers,
-            user_agent=options.user_agent,
-            max_size=options.max_handshake_size,
-            max_headers=options.max_headers,
-        )
+        handshake = options.client_handshake(uri, headers)
         kwargs: dict[str, Any] = dict(self._loop_kwargs)
         if uri.secure:
             kwargs["ssl"] = (

@@ -23,7 +23,7 @@ from ..options import (
 from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ClientExtensionFactory
-from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
+from ..protocol.handshake import USER_AGENT, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
 from ..protocol.uri import Redirects, WebSocketURI, parse_uri
 from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
@@ -125,16 +125,7 @@ def _connect_once(
     sock: socket.socket | None,
 ) -> ClientConnection:
     """One attempt: TCP, TLS and the upgrade, all done by ``deadline``."""
-    handshake = ClientHandshake(
-        parsed,
-        origin=options.origin,
-        subprotocols=options.subprotocols,
-        extensions=options.client_extensions(),
-        extra_headers=headers,
-        user_agent=options.user_agent,
-        max_size=options.max_handshake_size,
-        max_headers=options.max_headers,
-    )
+    handshake = options.client_handshake(parsed, headers)
     target = f"{parsed.host}:{parsed.port}"
     timed_out = f"opening handshake with {target} did not complete within {options.open_timeout}s"
 
