@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_PING_TIMEOUT",
     "CLOSE_GRACE",
     "DEFAULT_MAX_REDIRECTS",
+    "DEFAULT_MAX_STREAMING_SIZE",
     "default_max_connections",
     "thread_limit",
 ]
@@ -71,6 +72,12 @@ CLOSE_GRACE = 1.0
 #: Redirects a client follows in one opening handshake: browsers and curl stop at 20 and
 #: 50; a WebSocket endpoint that needs more than a couple is misconfigured.
 DEFAULT_MAX_REDIRECTS = 10
+
+#: The size limit of a message received through ``recv_streaming()``: 1 GiB. Streaming keeps
+#: memory bounded by the receive queue whatever the message's size, so the limit is about
+#: how long a peer may keep one message going, not about memory; an application streaming
+#: larger uploads raises it (None: no limit).
+DEFAULT_MAX_STREAMING_SIZE = 1 << 30
 
 #: max_connections="auto" keeps this many file descriptors (or a tenth of the limit, if
 #: more) for everything else: see websock.asyncio.server for the reasoning.
@@ -192,6 +199,7 @@ class Options:
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     max_frame_size: int | None = None
     max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
+    max_streaming_size: int | None = DEFAULT_MAX_STREAMING_SIZE
     max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE
     write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT
     max_handshake_size: int | None = MAX_HEAD_SIZE
@@ -223,6 +231,7 @@ class Options:
         _check_size("max_message_size", self.max_message_size)
         _check_size("max_frame_size", self.max_frame_size)
         _check_size("max_fragments", self.max_fragments, 1)
+        _check_size("max_streaming_size", self.max_streaming_size)
         _check_size("max_handshake_size", self.max_handshake_size, 1)
         _check_size("max_headers", self.max_headers, 1)
         _check_size("max_connections", self.max_connections, 1)
