@@ -12,12 +12,16 @@ from websock.exceptions import (
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidHandshake,
+    InvalidProxy,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
     InvalidState,
     InvalidStatus,
     InvalidURI,
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     WebSocketError,
 )
 from websock.protocol.close import Close
@@ -31,12 +35,16 @@ def test_every_exception_derives_from_websocket_error() -> None:
         ConnectionClosedError,
         ConnectionClosedOK,
         InvalidHandshake,
+        InvalidProxy,
+        InvalidProxyMessage,
+        InvalidProxyStatus,
         InvalidState,
         InvalidStatus,
         InvalidURI,
         NegotiationError,
         PayloadTooBig,
         ProtocolError,
+        ProxyError,
     ):
         assert issubclass(cls, WebSocketError)
     # Builtin bases where the meaning matches, so generic handlers catch them.
@@ -46,6 +54,10 @@ def test_every_exception_derives_from_websocket_error() -> None:
     assert issubclass(PayloadTooBig, ProtocolError)
     assert issubclass(InvalidStatus, InvalidHandshake)
     assert issubclass(NegotiationError, InvalidHandshake)
+    assert issubclass(InvalidProxy, ValueError)
+    assert issubclass(ProxyError, InvalidHandshake)
+    assert issubclass(InvalidProxyStatus, ProxyError)
+    assert issubclass(InvalidProxyMessage, ProxyError)
 
 
 def test_protocol_errors_carry_their_close_code() -> None:

@@ -309,6 +309,7 @@ _NON_DEFAULTS: dict[str, Any] = {
     "additional_headers": {"X-Test": "1"},
     "user_agent": "test-agent",
     "max_redirects": 3,
+    "logger": "test.logger",
     "backoff": websock.Backoff(initial=0.5, maximum=9.0),
     "process_exception": repr,
 }
@@ -390,3 +391,19 @@ def test_auto_max_connections_of_the_threading_server_counts_threads(
         assert server.max_connections == expected
     # The asyncio server runs no thread per connection: descriptors alone bound it.
     assert Options.from_arguments({"max_connections": "auto"}).max_connections == by_files
+
+
+def test_user_agent_header_is_an_alias_of_user_agent() -> None:
+    import websock.sync
+    from websock.options import ABSENT, user_agent_alias
+
+    assert user_agent_alias(USER_AGENT, ABSENT) == USER_AGENT
+    assert user_agent_alias("mine/1", ABSENT) == "mine/1"
+    assert user_agent_alias(USER_AGENT, "theirs/2") == "theirs/2"
+    assert user_agent_alias(USER_AGENT, None) is None
+    with pytest.raises(TypeError, match="not both"):
+        user_agent_alias("mine/1", "theirs/2")
+    client = websock.connect("ws://127.0.0.1:1/", user_agent_header="alias/3")
+    assert client._options.user_agent == "alias/3"
+    with pytest.raises(TypeError, match="not both"):
+        websock.sync.connect("ws://127.0.0.1:1/", user_agent="a", user_agent_header="b")

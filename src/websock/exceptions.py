@@ -4,9 +4,13 @@
 
     WebSocketError
     ├── InvalidURI                   (also a ValueError)
+    ├── InvalidProxy                 a proxy URL that cannot be used (also a ValueError)
     ├── InvalidHandshake             opening handshake failed; ``status`` is the HTTP answer
     │   ├── InvalidStatus            client side: the server did not answer 101
-    │   └── NegotiationError         subprotocol or extension negotiation failed
+    │   ├── NegotiationError         subprotocol or extension negotiation failed
+    │   └── ProxyError               the proxy did not open a tunnel to the server
+    │       ├── InvalidProxyStatus   it answered CONNECT with a status other than 2xx
+    │       └── InvalidProxyMessage  its answer was not valid HTTP (or SOCKS)
     ├── ProtocolError                the peer broke RFC 6455/7692; ``close_code`` to send
     │   └── PayloadTooBig            a size limit was exceeded (close code 1009)
     ├── InvalidState                 the API was used in a state that forbids it
@@ -27,9 +31,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "WebSocketError",
     "InvalidURI",
+    "InvalidProxy",
     "InvalidHandshake",
     "InvalidStatus",
     "NegotiationError",
+    "ProxyError",
+    "InvalidProxyStatus",
+    "InvalidProxyMessage",
     "ProtocolError",
     "PayloadTooBig",
     "InvalidState",
@@ -81,6 +89,48 @@ class InvalidStatus(InvalidHandshake):
 
 class NegotiationError(InvalidHandshake):
     """Subprotocol or extension negotiation failed."""
+
+
+class InvalidProxy(WebSocketError, ValueError):
+    """A proxy URL (``proxy=`` or from the environment) that websock cannot use."""
+
+    def __init__(self, proxy: str, why: str) -> None:
+        super().__init__(f"{proxy!r} is not a valid proxy URL: {why}")
+        self.proxy = proxy
+        self.why = why
+
+
+class ProxyError(InvalidHandshake):
+    """Connecting through the proxy failed: it refused, or did not answer as a proxy.
+
+    ``transient`` is True when the proxy reported a condition that may pass (the server
+    unreachable or refusing for now: a 5xx or 429 status, a SOCKS network, host or
+    connection error): the reconnect loop retries those.
+    """
+
+    def __init__(self, message: str, *, status: int = 502, transient: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.transient = transient
+
+
+class InvalidProxyStatus(ProxyError):
+    """An HTTP proxy answered CONNECT with a status other than 2xx (407: credentials
+    missing or wrong; 403: destination not allowed; 502/503/504: server unreachable)."""
+
+    def __init__(self, response: Response) -> None:
+        from .protocol.http import excerpt
+
+        reason = excerpt(response.reason)
+        status = response.status
+        message = f"proxy rejected the tunnel: HTTP {status} {reason}".rstrip()
+        if status == 407:
+            message += " (proxy authentication required: put user:password in the proxy URL)"
+        super().__init__(message, status=status, transient=status >= 500 or status == 429)
+        self.response = response
+
+
+class InvalidProxyMessage(ProxyError):
+    """The proxy's answer was malformed, or it closed the connection without one."""
 
 
 class ProtocolError(WebSocketError):

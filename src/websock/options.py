@@ -11,10 +11,12 @@ No I/O imports here: the asyncio and sync layers both import this module.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .connection_logger import LoggerLike
 from .protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.extensions.permessage_deflate import (
@@ -84,6 +86,27 @@ DEFAULT_MAX_STREAMING_SIZE = 1 << 30
 MAX_CONNECTIONS_RESERVE = 32
 
 Compression = Literal["deflate"] | None | Sequence[Any]
+
+
+class _Absent:
+    """The type of :data:`ABSENT`."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: The default of an alias argument: tells "not given" from any value, None included.
+ABSENT = _Absent()
+
+
+def user_agent_alias(user_agent: str | None, user_agent_header: str | None | _Absent) -> str | None:
+    """``user_agent``, or websockets' name for it, ``user_agent_header``, if that was given
+    (both at once is a mistake: TypeError)."""
+    if isinstance(user_agent_header, _Absent):
+        return user_agent
+    if user_agent != USER_AGENT:
+        raise TypeError("give user_agent or user_agent_header (its websockets name), not both")
+    return user_agent_header
 
 
 def default_max_connections(threads_per_connection: int = 0) -> int | None:
@@ -209,6 +232,9 @@ class Options:
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT
     ping_interval: float | None = DEFAULT_PING_INTERVAL
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT
+    # Logging (both roles): a logger, an adapter, a logger's name, or None for
+    # "websock.server" / "websock.client"; each connection wraps it (connection_logger).
+    logger: LoggerLike = None
     # Negotiation (both roles)
     compression: Compression = "deflate"
     subprotocols: Sequence[str] | None = None
@@ -261,6 +287,13 @@ class Options:
         _check_header_value("user_agent", "User-Agent", self.user_agent)
         if not isinstance(self.backoff, Backoff):
             raise TypeError(f"backoff must be a websock.Backoff, got {self.backoff!r}")
+        logger = self.logger
+        if logger is not None and not isinstance(
+            logger, (str, logging.Logger, logging.LoggerAdapter)
+        ):
+            raise TypeError(
+                f"logger must be a logging.Logger, an adapter or a name, got {logger!r}"
+            )
         if self.process_exception is not None and not callable(self.process_exception):
             raise TypeError("process_exception must be callable: exc -> None or an exception")
 

@@ -8,8 +8,10 @@ and whether a connection that ended counts as a failure (:func:`ended_abnormally
 
 Transient by default: the network refused, reset or timed out, the name did not resolve
 (every ``OSError``), the opening handshake timed out, the server answered 5xx or 429, or the
-connection ended with 1006, 1011, 1012 or 1013. Permanent: an invalid URI, a certificate
-that fails verification, any other HTTP status, a handshake the server got wrong. A
+connection ended with 1006, 1011, 1012 or 1013, a proxy reported the server unreachable
+(an HTTP proxy's 5xx or 429, a SOCKS network, host or connection error). Permanent: an
+invalid URI or proxy URL, a certificate that fails verification, any other HTTP status
+(a proxy's 407 included), a handshake the server got wrong. A
 ``process_exception(exc)`` hook replaces that decision: return None to retry, or the
 exception to raise (``exc`` itself, or another one).
 """
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from .exceptions import InvalidHandshake, InvalidProxy, InvalidStatus, InvalidURI, ProxyError
 from .protocol.close import CloseCode
 
 __all__ = [
@@ -92,8 +94,10 @@ DEFAULT_BACKOFF = Backoff()
 
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying after ``exc`` may succeed (the default policy: module docstring)."""
-    if isinstance(exc, InvalidURI):
+    if isinstance(exc, (InvalidURI, InvalidProxy)):
         return False
+    if isinstance(exc, ProxyError):
+        return exc.transient  # a 5xx from an HTTP proxy, or a SOCKS "host unreachable"
     if isinstance(exc, InvalidStatus):
         status = exc.response.status
         return status >= 500 or status == 429

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl as ssl_module
+import uuid
 from collections.abc import AsyncIterator, Generator, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
+from ..connection_logger import ConnectionLogger, LoggerLike, resolve_logger
 from ..exceptions import InvalidHandshake, InvalidStatus
 from ..options import (
+    ABSENT,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -24,13 +28,17 @@ from ..options import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WRITE_LIMIT,
     Options,
+    _Absent,
+    user_agent_alias,
 )
 from ..protocol import connection as core
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Response
+from ..protocol.proxy import Proxy, select_proxy
 from ..protocol.uri import Redirects, WebSocketURI, parse_uri
 from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
+from . import proxy as proxies
 from . import transports
 from .connection import Connection
 
@@ -47,13 +55,17 @@ class ClientConnection(Connection):
 
     __slots__ = (
         "_handshake",
+        "id",
         "opened",
         "request",
         "response",
     )
 
     def __init__(self, handshake: ClientHandshake, options: Options) -> None:
-        super().__init__(core.Role.CLIENT, options, logger)
+        #: A random id, in each line this connection logs (its first 8 hex digits).
+        self.id = uuid.uuid4()
+        base = resolve_logger(options.logger, "websock.client")
+        super().__init__(core.Role.CLIENT, options, ConnectionLogger(base, self))
         self._handshake = handshake
         self.request = handshake.request
         self.response: Response | None = None
@@ -111,7 +123,18 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
       :class:`ssl.SSLCertVerificationError`.
     - ``server_hostname``: the name to verify the certificate against (default: the URI's host).
     - ``host``/``port``/``sock``: connect there instead of the URI's host and port.
-    - ``origin``, ``subprotocols``, ``additional_headers``, ``user_agent`` (None to omit).
+    - ``proxy``: the proxy to connect through: a URL (``http://``, ``https://``,
+      ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``, with
+      ``user:password@`` if it wants credentials; SOCKS needs the ``websock[socks]``
+      extra), True (default) for the one the environment sets (``https_proxy`` for wss://,
+      ``http_proxy`` for ws://, ``all_proxy``, in lower or upper case, unless ``no_proxy``
+      lists the host: see :mod:`websock.protocol.proxy`), None for none. Ignored with
+      ``sock``. ``proxy_ssl``: the :class:`ssl.SSLContext` that verifies an ``https://``
+      proxy (default: the system's trusted CAs).
+    - ``origin``, ``subprotocols``, ``additional_headers``, ``user_agent`` (None to omit;
+      ``user_agent_header``, websockets' name, is accepted too).
+    - ``logger``: where the connection logs (a logger, an adapter or a name; default
+      ``websock.client``), each line prefixed with the connection's ``id`` and peer.
     - ``compression``: ``"deflate"`` (default: offer permessage-deflate), None, or a list of
       extension factories.
     - Limits: ``max_message_size`` (1 MiB; None = unlimited), ``max_frame_size``,
@@ -140,10 +163,13 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         host: str | None = None,
         port: int | None = None,
         sock: socket.socket | None = None,
+        proxy: str | Literal[True] | None = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
         origin: str | None = None,
         subprotocols: Sequence[str] | None = None,
         additional_headers: HeadersLike | None = None,
         user_agent: str | None = USER_AGENT,
+        user_agent_header: str | None | _Absent = ABSENT,
         compression: Literal["deflate"] | None | Sequence[ClientExtensionFactory] = "deflate",
         # Limits
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -160,12 +186,14 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        logger: LoggerLike = None,
         # Reconnecting (async for)
         backoff: Backoff = DEFAULT_BACKOFF,
         process_exception: ProcessException | None = None,
         **create_connection_kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        user_agent = user_agent_alias(user_agent, user_agent_header)
         transports.check_loop_kwargs("connect", create_connection_kwargs, _CREATE_CONNECTION_ARGS)
         self._loop_kwargs: dict[str, Any] = dict(create_connection_kwargs)
         self._unix_path: str | None = None
@@ -176,9 +204,11 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         self._host = host
         self._port = port
         self._sock = sock
+        self._proxy = proxy
+        self._proxy_ssl = proxy_ssl
         # Every protocol setting in one validated object (a bad value raises ValueError
-        # here). ssl, server_hostname, host, port and sock are not part of it: they say
-        # where and how to connect (I/O resources), not how to speak WebSocket.
+        # here). ssl, server_hostname, host, port, sock and the proxy are not part of it:
+        # they say where and how to connect (I/O resources), not how to speak WebSocket.
         self._options = Options.from_arguments(locals())
         self._connection: ClientConnection | None = None
 
@@ -217,12 +247,64 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
             return await self._opened(connection)
         if first and self._sock is not None:
             kwargs["sock"] = self._sock
+        elif (proxy := select_proxy(self._proxy, uri, os.environ)) is not None:
+            host = (first and self._host) or uri.host
+            port = (first and self._port) or uri.port
+            return await self._connect_through(proxy, host, port, handshake, kwargs)
         else:
             kwargs["host"] = (first and self._host) or uri.host
             kwargs["port"] = (first and self._port) or uri.port
         _, connection = await transports.create_connection(
             loop, lambda: ClientConnection(handshake, options), **kwargs
         )
+        return await self._opened(connection)
+
+    async def _connect_through(
+        self,
+        proxy: Proxy,
+        host: str,
+        port: int,
+        handshake: ClientHandshake,
+        kwargs: dict[str, Any],
+    ) -> ClientConnection:
+        """One attempt through ``proxy`` (``kwargs``: create_connection's, TLS included)."""
+        loop = asyncio.get_running_loop()
+        options = self._options
+        factory = partial(ClientConnection, handshake, options)
+        local_addr = kwargs.pop("local_addr", None)
+        if proxy.scheme == "https":
+            connection = await proxies.connect_through_https_proxy(
+                loop,
+                proxy,
+                host,
+                port,
+                factory,
+                proxy_ssl=self._proxy_ssl,
+                ssl=kwargs.get("ssl"),
+                server_hostname=kwargs.get("server_hostname"),
+                user_agent=options.user_agent,
+                local_addr=local_addr,
+            )
+            return await self._opened(connection)
+        sock = await proxies.open_tunnel(
+            loop,
+            proxy,
+            host,
+            port,
+            user_agent=options.user_agent,
+            timeout=options.open_timeout,
+            local_addr=local_addr,
+        )
+        # The socket is connected: where to (family, address) is settled.
+        for name in ("family", "proto", "flags", "happy_eyeballs_delay", "interleave"):
+            kwargs.pop(name, None)
+        kwargs.pop("all_errors", None)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _, connection = await transports.create_connection(loop, factory, sock=sock, **kwargs)
+        except BaseException:
+            sock.close()
+            raise
         return await self._opened(connection)
 
     @staticmethod

@@ -7,11 +7,13 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
+import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
+from ..connection_logger import ConnectionLogger, LoggerLike, resolve_logger
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -112,6 +114,7 @@ class ServerConnection(Connection):
         "_handshake",
         "_open_timer",
         "_refused",
+        "id",
         "request",
         "response",
         "response_headers",
@@ -120,7 +123,9 @@ class ServerConnection(Connection):
 
     def __init__(self, server: Server) -> None:
         options = server.options
-        super().__init__(core.Role.SERVER, options, logger)
+        #: A random id, in each line this connection logs (its first 8 hex digits).
+        self.id = uuid.uuid4()
+        super().__init__(core.Role.SERVER, options, ConnectionLogger(server.logger, self))
         self.server = server
         self.request: Request | None = None
         self.response: Response | None = None
@@ -194,7 +199,7 @@ class ServerConnection(Connection):
 
     def _open_timed_out(self) -> None:
         if self.protocol is None and not self._lost and self.transport is not None:
-            logger.info("opening handshake timed out: closing TCP connection")
+            self.logger.info("opening handshake timed out: closing TCP connection")
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -286,7 +291,7 @@ class ServerConnection(Connection):
 
     def _hook_failed(self, name: str, exc: Exception) -> None:
         """A hook raised: log it (with its traceback) and answer 500."""
-        logger.error(
+        self.logger.error(
             "%s hook raised %s: %s; answering 500",
             name,
             type(exc).__name__,
@@ -303,7 +308,7 @@ class ServerConnection(Connection):
             self._accept()
             return
         if not isinstance(response, Response):
-            logger.error(
+            self.logger.error(
                 "process_request returned %s, not a Response or None; answering 500",
                 type(response).__name__,
             )
@@ -328,7 +333,7 @@ class ServerConnection(Connection):
         return self._handshake.reject(status, text, headers)
 
     def _reject(self, exc: InvalidHandshake) -> None:
-        logger.info(
+        self.logger.info(
             "rejected opening handshake from %s: %d %s",
             self.remote_address,
             exc.status,
@@ -343,7 +348,9 @@ class ServerConnection(Connection):
             handshake.send_response(response)
         except (ValueError, TypeError) as exc:
             # A response built by the application (process_request) that HTTP cannot carry.
-            logger.error("invalid HTTP response to %s: %s; answering 500", self.remote_address, exc)
+            self.logger.error(
+                "invalid HTTP response to %s: %s; answering 500", self.remote_address, exc
+            )
             response = self._response_500()
             handshake.send_response(response)
         self.response = response
@@ -375,7 +382,7 @@ class ServerConnection(Connection):
             self._reject(exc)
             return
         except Exception as exc:  # the select_subprotocol hook failed
-            logger.error(
+            self.logger.error(
                 "select_subprotocol hook failed (%s: %s); answering 500",
                 type(exc).__name__,
                 exc,
@@ -400,7 +407,7 @@ class ServerConnection(Connection):
         if returned is None:
             self._upgrade(built)
         elif not isinstance(returned, Response):
-            logger.error(
+            self.logger.error(
                 "process_response returned %s, not a Response or None; answering 500",
                 type(returned).__name__,
             )
@@ -417,7 +424,9 @@ class ServerConnection(Connection):
             # A hook may have put what HTTP cannot carry in the response (or its headers).
             handshake.send_response(response)
         except (ValueError, TypeError) as exc:
-            logger.error("invalid 101 response to %s: %s; answering 500", self.remote_address, exc)
+            self.logger.error(
+                "invalid 101 response to %s: %s; answering 500", self.remote_address, exc
+            )
             self._send_response(self._response_500())
             return
         if self._open_timer is not None:
@@ -450,7 +459,7 @@ class ServerConnection(Connection):
         error = None if task.cancelled() else task.exception()
         protocol = self.protocol
         if error is not None and not isinstance(error, ConnectionClosed):
-            logger.error("connection handler failed", exc_info=error)
+            self.logger.error("connection handler failed", exc_info=error)
         if not self._lost and protocol is not None:
             if protocol.terminal_pending:
                 # The peer's Close or a violation waits behind messages the handler left:
@@ -482,6 +491,9 @@ class Server:
         #: The settings of the server and of its connections (see
         #: :class:`~websock.options.Options`); ``max_connections="auto"`` is resolved.
         self.options = options
+        #: Where the server logs (``logger=``); its connections log through a
+        #: :class:`~websock.connection_logger.ConnectionLogger` wrapping it.
+        self.logger = resolve_logger(options.logger, "websock.server")
         # Built once and shared by every connection, as negotiation does not change them.
         self._extensions: list[ServerExtensionFactory] = options.server_extensions()
         self._server: asyncio.Server | None = None
@@ -512,12 +524,14 @@ class Server:
             self._open_count += 1
             return True
         self._rejected += 1
-        logger.debug("refused connection from %s: max_connections reached", conn.remote_address)
+        self.logger.debug(
+            "refused connection from %s: max_connections reached", conn.remote_address
+        )
         now = conn.loop.time()
         if now >= self._next_capacity_warning:
             # At most once a minute: a full server refuses every new connection.
             self._next_capacity_warning = now + 60.0
-            logger.warning(
+            self.logger.warning(
                 "max_connections (%d) reached: answering new connections 503 (%d refused so far)",
                 limit,
                 self._rejected,
@@ -561,7 +575,9 @@ class Server:
         if kwargs.get("ssl") is not None:
             # Failed TLS handshakes are reported to the loop's exception handler, by some
             # transports as a traceback that cannot even be formatted: one INFO line each.
-            self._release_tls_errors = transports.contain_tls_errors(loop, ServerConnection, logger)
+            self._release_tls_errors = transports.contain_tls_errors(
+                loop, ServerConnection, self.logger
+            )
         try:
             if unix_path is not None:
                 self._server = await loop.create_unix_server(
@@ -740,6 +756,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         max_connections: int | None | Literal["auto"] = "auto",
         server_header: str | None = USER_AGENT,
+        logger: LoggerLike = None,
         **create_server_kwargs: Any,
     ) -> None:
         # Every protocol setting in one validated object: a bad value raises ValueError here,

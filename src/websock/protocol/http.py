@@ -523,12 +523,13 @@ class HeadReader:
             method.decode("ascii"), target.decode("ascii"), self._parse_headers(header_lines)
         )
 
-    def parse_response(self) -> Response:
+    def parse_response(self, *, http10: bool = False) -> Response:
         """Parse the complete head as a response (``HTTP/1.1 SP 3DIGIT SP reason``).
 
         The body is not read: :attr:`Response.body` is empty and any body bytes received
         so far are in :attr:`trailing`. A missing reason phrase is accepted with or without
-        the space before it.
+        the space before it. ``http10`` accepts ``HTTP/1.0`` too: proxies answer CONNECT
+        with it (tinyproxy, squid in some set-ups); a WebSocket server must not.
         """
         start_line, header_lines = self._lines()
         parts = start_line.split(b" ", 2)
@@ -536,7 +537,7 @@ class HeadReader:
             raise _bad("invalid status line")
         version, code = parts[0], parts[1]
         reason = parts[2] if len(parts) == 3 else b""
-        if version != b"HTTP/1.1":
+        if version != b"HTTP/1.1" and not (http10 and version == b"HTTP/1.0"):
             raise _bad("invalid status line: expected HTTP/1.1")
         if _STATUS_CODE.fullmatch(code) is None or not 100 <= int(code) <= 599:
             raise _bad("invalid status code")

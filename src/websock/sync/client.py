@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl as ssl_module
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from ..exceptions import InvalidStatus
+from ..connection_logger import ConnectionLogger, LoggerLike, resolve_logger
+from ..exceptions import InvalidStatus, ProxyError
 from ..options import (
+    ABSENT,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REDIRECTS,
@@ -20,20 +24,24 @@ from ..options import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WRITE_LIMIT,
     Options,
+    _Absent,
+    user_agent_alias,
 )
 from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
+from ..protocol.proxy import Proxy, ProxyConnect, select_proxy
 from ..protocol.uri import Redirects, WebSocketURI, parse_uri
 from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
+from ..socks import proxy_arguments, socks_error, socks_errors
 from . import timers
 from .connection import Connection, read_head
 
 __all__ = ["connect", "reconnecting", "unix_connect", "ClientConnection"]
 
-logger = logging.getLogger("websock.client")
+client_logger = logging.getLogger("websock.client")
 
 
 class ClientConnection(Connection):
@@ -41,7 +49,10 @@ class ClientConnection(Connection):
     101 response."""
 
     def __init__(self, sock: socket.socket, options: Options, request: Request) -> None:
-        super().__init__(sock, options, logger)
+        #: A random id, in each line this connection logs (its first 8 hex digits).
+        self.id = uuid.uuid4()
+        base = resolve_logger(options.logger, "websock.client")
+        super().__init__(sock, options, ConnectionLogger(base, self))
         self.request = request
         self.response: Response | None = None
 
@@ -54,10 +65,13 @@ def connect(
     host: str | None = None,
     port: int | None = None,
     sock: socket.socket | None = None,
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
     origin: str | None = None,
     subprotocols: Sequence[str] | None = None,
     additional_headers: HeadersLike | None = None,
     user_agent: str | None = USER_AGENT,
+    user_agent_header: str | None | _Absent = ABSENT,
     compression: Literal["deflate"] | None | Sequence[ClientExtensionFactory] = "deflate",
     # Limits
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -74,18 +88,24 @@ def connect(
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
+    logger: LoggerLike = None,
 ) -> ClientConnection:
     """Open a WebSocket connection to ``uri`` (ws:// or wss://) and return it, blocking.
 
     Use ``with connect(uri) as ws: ...`` (closed on exit). The keyword arguments mean what
     they mean for :func:`websock.asyncio.client.connect`: ``ssl`` (default for wss://: the
     system's trusted CAs with hostname verification), ``server_hostname``,
-    ``host``/``port``/``sock``, ``origin``, ``subprotocols``, ``additional_headers``,
-    ``user_agent``, ``compression``, the limits and the timeouts; ``open_timeout`` bounds
-    TCP, TLS and the HTTP upgrade together (:class:`TimeoutError`). ``write_limit`` has no
-    effect: a blocking ``send`` waits for the kernel's socket buffer.
+    ``host``/``port``/``sock``, ``proxy`` and ``proxy_ssl``, ``origin``, ``subprotocols``,
+    ``additional_headers``, ``user_agent`` (or ``user_agent_header``), ``logger``,
+    ``compression``, the limits and the timeouts;
+    ``open_timeout`` bounds TCP, the proxy, TLS and the HTTP upgrade together
+    (:class:`TimeoutError`). ``write_limit`` has no effect: a blocking ``send`` waits for
+    the kernel's socket buffer. One difference: wss:// through an ``https://`` proxy (TLS
+    inside TLS) is not supported here; use an ``http://`` proxy (the server's TLS runs end
+    to end through the tunnel either way) or the asyncio client.
     """
     parsed = parse_uri(uri)
+    user_agent = user_agent_alias(user_agent, user_agent_header)
     if ssl is not None and not parsed.secure:
         raise ValueError("ssl was given for a ws:// URI: use wss:// for TLS")
     options = Options.from_arguments(locals())
@@ -108,10 +128,14 @@ def connect(
                 host=host if first else None,
                 port=port if first else None,
                 sock=sock if first else None,
+                proxy=None if sock is not None else select_proxy(proxy, parsed, os.environ),
+                proxy_ssl=proxy_ssl,
             )
         except InvalidStatus as exc:
             redirects.follow(exc)  # or raises: not a redirect to follow
-        logger.info("redirected from %s to %s", parsed.host_header, redirects.uri.host_header)
+        client_logger.info(
+            "redirected from %s to %s", parsed.host_header, redirects.uri.host_header
+        )
 
 
 def _connect_once(
@@ -125,8 +149,10 @@ def _connect_once(
     host: str | None,
     port: int | None,
     sock: socket.socket | None,
+    proxy: Proxy | None,
+    proxy_ssl: ssl_module.SSLContext | None,
 ) -> ClientConnection:
-    """One attempt: TCP, TLS and the upgrade, all done by ``deadline``."""
+    """One attempt: TCP, the proxy's tunnel, TLS and the upgrade, all done by ``deadline``."""
     handshake = options.client_handshake(parsed, headers)
     target = f"{parsed.host}:{parsed.port}"
     timed_out = f"opening handshake with {target} did not complete within {options.open_timeout}s"
@@ -140,7 +166,16 @@ def _connect_once(
         return left
 
     try:
-        if sock is None:
+        if proxy is not None:
+            if parsed.secure and proxy.scheme == "https":
+                raise ProxyError(
+                    "websock.sync cannot run TLS inside TLS (wss:// through an https:// "
+                    "proxy): use an http:// proxy, or websock's asyncio client"
+                )
+            sock = _open_tunnel(
+                proxy, host or parsed.host, port or parsed.port, options, proxy_ssl, deadline
+            )
+        elif sock is None:
             sock = socket.create_connection((host or parsed.host, port or parsed.port), remaining())
         else:
             sock.settimeout(remaining())
@@ -177,6 +212,56 @@ def _connect_once(
     return connection
 
 
+def _open_tunnel(
+    proxy: Proxy,
+    host: str,
+    port: int,
+    options: Options,
+    proxy_ssl: ssl_module.SSLContext | None,
+    deadline: float | None,
+) -> socket.socket:
+    """A socket connected to ``host``:``port`` through ``proxy`` (an :class:`ssl.SSLSocket`
+    to an https:// proxy), by ``deadline`` (else TimeoutError)."""
+
+    def remaining() -> float | None:
+        if deadline is None:
+            return None
+        left = deadline - timers.clock()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+    if proxy.is_socks:
+        arguments = proxy_arguments(proxy)  # first: an ImportError naming the extra
+        from python_socks.sync import Proxy as SocksProxy
+
+        try:
+            sock: socket.socket = SocksProxy(**arguments).connect(host, port, timeout=remaining())
+        except socks_errors() as exc:
+            raise socks_error(exc, proxy) from exc
+        return sock
+    try:
+        sock = socket.create_connection((proxy.host, proxy.port), remaining())
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"could not connect to proxy {proxy}: {exc.strerror}") from exc
+    try:
+        if proxy.scheme == "https":
+            context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
+            sock.settimeout(remaining())
+            sock = context.wrap_socket(sock, server_hostname=proxy.host)
+        exchange = ProxyConnect(proxy, host, port, user_agent=options.user_agent)
+        sock.settimeout(remaining())
+        sock.sendall(exchange.data_to_send())
+        if read_head(sock, exchange.receive_data, deadline) is None:
+            exchange.receive_eof()  # raises
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 # How the reconnect loop waits (tests replace it to record the delays without waiting).
 _sleep = time.sleep
 
@@ -211,7 +296,7 @@ def reconnecting(
             raise  # a mistake in the call, not a failure to connect
         except Exception as exc:
             delay = policy.failed(exc)  # or raises: not worth retrying
-            logger.info(
+            client_logger.info(
                 "connecting to %s failed (%s: %s); retrying in %.1f s",
                 target,
                 type(exc).__name__,
@@ -227,7 +312,7 @@ def reconnecting(
             connection.close()
         next_delay = policy.ended(connection.close_code)
         if next_delay is not None:
-            logger.info(
+            client_logger.info(
                 "connection to %s ended with %s; reconnecting in %.1f s",
                 target,
                 connection.close_code,

@@ -14,11 +14,13 @@ import socket
 import ssl as ssl_module
 import stat
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
+from ..connection_logger import ConnectionLogger, LoggerLike, resolve_logger
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..options import (
     CLOSE_GRACE,
@@ -67,7 +69,9 @@ class ServerConnection(Connection):
     def __init__(
         self, sock: socket.socket, server: Server, open_deadline: float | None = None
     ) -> None:
-        super().__init__(sock, server.options, logger)
+        #: A random id, in each line this connection logs (its first 8 hex digits).
+        self.id = uuid.uuid4()
+        super().__init__(sock, server.options, ConnectionLogger(server.logger, self))
         self.server = server
         # When the opening handshake must be done: open_timeout after TCP was accepted, so
         # that it bounds TCP, TLS and the upgrade together.
@@ -116,7 +120,7 @@ class ServerConnection(Connection):
             try:
                 response = hook(self, request)
             except Exception as exc:
-                logger.error(
+                self.logger.error(
                     "process_request hook raised %s: %s; answering 500",
                     type(exc).__name__,
                     exc,
@@ -124,7 +128,7 @@ class ServerConnection(Connection):
                 )
                 response = handshake.reject(500, "internal server error\n")
             if response is not None and not isinstance(response, Response):
-                logger.error(
+                self.logger.error(
                     "process_request returned %s, not a Response or None; answering 500",
                     type(response).__name__,
                 )
@@ -141,7 +145,7 @@ class ServerConnection(Connection):
                 self._log_rejection(exc)
                 response = handshake.response_for_error(exc)
             except Exception as exc:  # the select_subprotocol hook failed
-                logger.error(
+                self.logger.error(
                     "select_subprotocol hook failed (%s: %s); answering 500",
                     type(exc).__name__,
                     exc,
@@ -162,7 +166,7 @@ class ServerConnection(Connection):
             )
         except RuntimeError as exc:  # "can't start new thread": out of threads
             # The client has its 101: close the WebSocket way (1011), not with a bare FIN.
-            logger.error("cannot start a reader thread (%s): closing with 1011", exc)
+            self.logger.error("cannot start a reader thread (%s): closing with 1011", exc)
             self.protocol.fail(1011)
             try:
                 self.socket.sendall(b"".join(self.protocol.data_to_send()))
@@ -190,7 +194,7 @@ class ServerConnection(Connection):
                 sock.close()
                 return False
         except TimeoutError:
-            logger.info("opening handshake timed out: closing TCP connection")
+            self.logger.info("opening handshake timed out: closing TCP connection")
             sock.close()
             return False
         except OSError:
@@ -199,7 +203,7 @@ class ServerConnection(Connection):
         return True
 
     def _log_rejection(self, exc: InvalidHandshake) -> None:
-        logger.info(
+        self.logger.info(
             "rejected opening handshake from %s: %d %s",
             self.remote_address,
             exc.status,
@@ -215,7 +219,7 @@ class ServerConnection(Connection):
         try:
             returned = hook(self, request, response)
         except Exception as exc:
-            logger.error(
+            self.logger.error(
                 "process_response hook raised %s: %s; answering 500",
                 type(exc).__name__,
                 exc,
@@ -225,7 +229,7 @@ class ServerConnection(Connection):
         if returned is None:
             return response
         if not isinstance(returned, Response):
-            logger.error(
+            self.logger.error(
                 "process_response returned %s, not a Response or None; answering 500",
                 type(returned).__name__,
             )
@@ -239,7 +243,9 @@ class ServerConnection(Connection):
             handshake.send_response(response)
         except (ValueError, TypeError) as exc:
             # A response built by the application (process_request) that HTTP cannot carry.
-            logger.error("invalid HTTP response to %s: %s; answering 500", self.remote_address, exc)
+            self.logger.error(
+                "invalid HTTP response to %s: %s; answering 500", self.remote_address, exc
+            )
             response = handshake.reject(500, "internal server error\n")
             handshake.send_response(response)
         self.response = response
@@ -296,7 +302,7 @@ class ServerConnection(Connection):
         except ConnectionClosed:
             pass
         except Exception:
-            logger.error("connection handler failed", exc_info=True)
+            self.logger.error("connection handler failed", exc_info=True)
             failed = True
         # A closing handshake, not a failure: the peer did nothing wrong. A Close or a
         # violation that waits behind messages the handler left decides the code instead.
@@ -322,6 +328,9 @@ class Server:
         self.socket = sock
         #: The settings every connection runs with.
         self.options = options
+        #: Where the server logs (``logger=``); its connections log through a
+        #: :class:`~websock.connection_logger.ConnectionLogger` wrapping it.
+        self.logger = resolve_logger(options.logger, "websock.server")
         self._ssl = ssl
         self._connections: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
@@ -371,7 +380,7 @@ class Server:
                             continue
                         except OSError as exc:
                             # EMFILE and the like: log and go on, the listener still works.
-                            logger.error("accept() failed: %s", exc)
+                            self.logger.error("accept() failed: %s", exc)
                             continue
                         self._start_connection(raw)
             finally:
@@ -396,7 +405,7 @@ class Server:
         except RuntimeError as exc:  # "can't start new thread": pid_max, threads-max, ...
             with self._lock:
                 self._threads.discard(thread)
-            logger.error("cannot start a thread for a new connection (%s): dropping it", exc)
+            self.logger.error("cannot start a thread for a new connection (%s): dropping it", exc)
             raw.close()
 
     def _run_connection(self, raw: socket.socket, deadline: float | None) -> None:
@@ -409,7 +418,7 @@ class Server:
                 try:
                     sock = self._ssl.wrap_socket(raw, server_side=True)
                 except (OSError, ssl_module.SSLError) as exc:
-                    logger.info("TLS handshake failed: %s", exc)
+                    self.logger.info("TLS handshake failed: %s", exc)
                     raw.close()
                     return
             conn = ServerConnection(sock, self, deadline)
@@ -421,7 +430,7 @@ class Server:
                 else:
                     self._rejected += 1
             if not admitted:
-                logger.debug("refused connection: max_connections reached")
+                self.logger.debug("refused connection: max_connections reached")
                 conn._refuse()
                 return
             try:
@@ -431,7 +440,7 @@ class Server:
                     self._open_count -= 1
                     self._connections.discard(conn)
         except Exception:
-            logger.error("unexpected error in connection thread", exc_info=True)
+            self.logger.error("unexpected error in connection thread", exc_info=True)
             sock.close()
         finally:
             with self._lock:
@@ -513,6 +522,7 @@ def serve(
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     max_connections: int | None | Literal["auto"] = "auto",
     server_header: str | None = USER_AGENT,
+    logger: LoggerLike = None,
     backlog: int = 128,
 ) -> Server:
     """Listen on ``host``:``port`` and return a :class:`Server` calling ``handler(connection)``
