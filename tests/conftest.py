@@ -12,6 +12,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+# Real proxy servers (tinyproxy, dante, a TLS front) as fixtures: tests/proxyservers.py.
+pytest_plugins = ["proxyservers"]
+
 if os.environ.get("WEBSOCK_TEST_LOOP") == "uvloop":
     import uvloop
 
