@@ -125,6 +125,8 @@ class InvalidProxyStatus(ProxyError):
         message = f"proxy rejected the tunnel: HTTP {status} {reason}".rstrip()
         if status == 407:
             message += " (proxy authentication required: put user:password in the proxy URL)"
+        elif status == 401:  # tinyproxy's answer to wrong credentials
+            message += " (the proxy refused the user:password in the proxy URL)"
         super().__init__(message, status=status, transient=status >= 500 or status == 429)
         self.response = response
 

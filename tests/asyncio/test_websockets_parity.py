@@ -1,5 +1,6 @@
-"""logger=: each connection logs through the chosen logger, saying which connection it is
-(its id and peer address in the message, the connection itself as ``record.websocket``)."""
+"""Names websockets users expect: logger= (each connection logs through the chosen logger,
+saying which connection it is: its id and peer address in the message, the connection itself
+as ``record.websocket``), ``ws.id``, and the server's get_loop/is_serving/start_serving."""
 
 from __future__ import annotations
 
@@ -108,3 +109,19 @@ def test_sync_connections_log_through_the_given_logger(caplog: pytest.LogCapture
     assert match.group(1) == connections[0].id.hex[:8]
     assert int(match.group(2)) == client_port
     assert record.websocket is connections[0]  # type: ignore[attr-defined]
+
+
+async def test_server_loop_and_serving_state() -> None:
+    """get_loop(), is_serving() and start_serving(), as websockets' and asyncio's servers."""
+
+    async def handler(ws: websock.ServerConnection) -> None:
+        await ws.wait_closed()
+
+    server = await websock.serve(handler, "127.0.0.1", 0)
+    assert server.get_loop() is asyncio.get_running_loop()
+    await server.start_serving()
+    assert server.is_serving()
+    server.close()
+    assert not server.is_serving()
+    await asyncio.wait_for(server.wait_closed(), TIMEOUT)
+    assert not server.is_serving()

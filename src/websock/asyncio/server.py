@@ -558,6 +558,18 @@ class Server:
         """The port of the first listening socket (handy with ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server runs on (as :meth:`asyncio.Server.get_loop`)."""
+        return self._closed.get_loop()
+
+    def is_serving(self) -> bool:
+        """True while the server accepts connections: from ``serve()`` until :meth:`close`."""
+        return self._server is not None and not self._closing and self._server.is_serving()
+
+    async def start_serving(self) -> None:
+        """Nothing to do: ``serve()`` starts accepting at once. Kept for websockets' and
+        asyncio's API (``await server.start_serving()`` is harmless)."""
+
     async def _start(
         self,
         host: str | Sequence[str] | None,
