@@ -531,6 +531,21 @@ def start_socks5(
 # Fixtures.
 
 
+#: The environment variables that choose a proxy (websock.protocol.proxy), in both cases.
+PROXY_VARIABLES = tuple(
+    name
+    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for name in (base, base.upper())
+) + ("REQUEST_METHOD",)
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from an environment that sets no proxy (the machine's must not leak in)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def proxy_ca() -> trustme.CA:
     """The authority of the HTTPS proxies' certificates (not the servers' ``ca``)."""

@@ -11,28 +11,10 @@ import pytest
 from rawpeer import TIMEOUT
 
 import websock
-from conftest import Running, StartServer
 from proxyservers import SOCKS_AUTH, TINYPROXY_AUTH, ProxyServer, closed_port
 from websock.reconnect import is_transient
 
-_PROXY_VARIABLES = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start from an environment without proxies (the machine's must not leak in)."""
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_proxy_environment")
 
 
 async def echo(ws: websock.ServerConnection) -> None:
@@ -40,7 +22,7 @@ async def echo(ws: websock.ServerConnection) -> None:
         await ws.send(message)
 
 
-def direct_uri(running: Running) -> str:
+def direct_uri(running: Any) -> str:
     return f"{'wss' if running.secure else 'ws'}://127.0.0.1:{running.port}/echo"
 
 
@@ -54,14 +36,14 @@ async def round_trip(uri: str, **kwargs: Any) -> websock.ClientConnection:
     return ws
 
 
-async def test_http_proxy(start_server: StartServer, secure: bool, tinyproxy: ProxyServer) -> None:
+async def test_http_proxy(start_server: Any, secure: bool, tinyproxy: ProxyServer) -> None:
     async with start_server(echo, secure=secure) as running:
         await round_trip(direct_uri(running), proxy=tinyproxy.url, ssl=running.client_ssl)
         assert tinyproxy.connects() == [f"127.0.0.1:{running.port}"]
 
 
 async def test_http_proxy_with_credentials(
-    start_server: StartServer, secure: bool, tinyproxy_auth: ProxyServer
+    start_server: Any, secure: bool, tinyproxy_auth: ProxyServer
 ) -> None:
     async with start_server(echo, secure=secure) as running:
         await round_trip(direct_uri(running), proxy=tinyproxy_auth.url, ssl=running.client_ssl)
@@ -80,9 +62,7 @@ async def test_http_proxy_with_credentials(
         assert not is_transient(error)
 
 
-async def test_https_proxy(
-    start_server: StartServer, secure: bool, https_proxy: ProxyServer
-) -> None:
+async def test_https_proxy(start_server: Any, secure: bool, https_proxy: ProxyServer) -> None:
     """TLS to the proxy; for wss://, the server's TLS inside it."""
     async with start_server(echo, secure=secure) as running:
         await round_trip(
@@ -100,7 +80,7 @@ async def test_https_proxy(
 
 
 async def test_https_proxy_with_credentials(
-    start_server: StartServer, https_proxy_auth: ProxyServer
+    start_server: Any, https_proxy_auth: ProxyServer
 ) -> None:
     async with start_server(echo, secure=True) as running:
         await round_trip(
@@ -113,7 +93,7 @@ async def test_https_proxy_with_credentials(
 
 @pytest.mark.parametrize("scheme", ["socks5", "socks5h", "socks4"])
 async def test_socks_proxy(
-    start_server: StartServer, secure: bool, socks5_proxy: ProxyServer, scheme: str
+    start_server: Any, secure: bool, socks5_proxy: ProxyServer, scheme: str
 ) -> None:
     async with start_server(echo, secure=secure) as running:
         # socks5h sends the name for the proxy to resolve; the others an address.
@@ -124,7 +104,7 @@ async def test_socks_proxy(
 
 
 async def test_socks_proxy_with_credentials(
-    start_server: StartServer, secure: bool, socks5_proxy_auth: ProxyServer
+    start_server: Any, secure: bool, socks5_proxy_auth: ProxyServer
 ) -> None:
     async with start_server(echo, secure=secure) as running:
         await round_trip(direct_uri(running), proxy=socks5_proxy_auth.url, ssl=running.client_ssl)
@@ -136,7 +116,7 @@ async def test_socks_proxy_with_credentials(
 
 
 async def test_proxy_from_the_environment(
-    start_server: StartServer,
+    start_server: Any,
     secure: bool,
     tinyproxy: ProxyServer,
     monkeypatch: pytest.MonkeyPatch,
@@ -190,9 +170,7 @@ async def test_invalid_proxy_url() -> None:
         await websock.connect("ws://127.0.0.1:9/", proxy="ftp://127.0.0.1:21")
 
 
-async def test_redirect_through_the_proxy(
-    start_server: StartServer, tinyproxy: ProxyServer
-) -> None:
+async def test_redirect_through_the_proxy(start_server: Any, tinyproxy: ProxyServer) -> None:
     """Each hop of a redirect goes through the proxy."""
     async with start_server(echo) as target:
 

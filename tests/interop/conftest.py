@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 
 import pytest
 import trustme
-
-#: Bound on every wait in these tests, scaled by ``WEBSOCK_TEST_TIMEOUT_FACTOR`` on slow
-#: machines: a stuck test fails instead of hanging; no test measures a duration.
-TIMEOUT = 5.0 * float(os.environ.get("WEBSOCK_TEST_TIMEOUT_FACTOR", "1") or 1)
-MiB = 1 << 20
+from interop_common import TIMEOUT, MiB  # noqa: F401  (kept importable from here too)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from interop_common import TIMEOUT, MiB
 
 import websock
-from conftest import TIMEOUT, MiB
 from websock import ConnectionClosedError
 
 pytestmark = pytest.mark.interop

@@ -5,70 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
-import websockets.asyncio.server
-from aiohttp import WSMsgType, web
+import test_interop_aiohttp as aiohttp_peer
+import test_interop_websockets as websockets_peer
 
 import websock
-from conftest import TIMEOUT, MiB
 from proxyservers import ProxyServer
 
-pytestmark = pytest.mark.interop
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("no_proxy_environment")]
 
+MiB = 1 << 20
 LARGE = (bytes(range(256)) * (MiB // 256))[:-1]
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
-@asynccontextmanager
-async def websockets_server(context: ssl.SSLContext | None, deflate: bool) -> AsyncIterator[int]:
-    async def echo(ws: websockets.asyncio.server.ServerConnection) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    async with websockets.asyncio.server.serve(
-        echo,
-        "127.0.0.1",
-        0,
-        ssl=context,
-        compression="deflate" if deflate else None,
-        max_size=4 * MiB,
-    ) as server:
-        yield server.sockets[0].getsockname()[1]
-
-
-@asynccontextmanager
-async def aiohttp_server(context: ssl.SSLContext | None, deflate: bool) -> AsyncIterator[int]:
-    async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=deflate, max_msg_size=4 * MiB)
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", echo)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    try:
-        server = site._server
-        assert server is not None
-        yield server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    finally:
-        await asyncio.wait_for(runner.cleanup(), TIMEOUT * 2)
+TIMEOUT = aiohttp_peer.TIMEOUT
 
 
 @pytest.mark.parametrize("peer", ["websockets", "aiohttp"])
@@ -80,10 +30,19 @@ async def test_our_client_through_tinyproxy(
     client_ssl: ssl.SSLContext,
     tinyproxy: ProxyServer,
 ) -> None:
-    start = websockets_server if peer == "websockets" else aiohttp_server
-    async with start(server_ssl if secure else None, deflate) as port:
+    context = server_ssl if secure else None
+    server: Any
+    if peer == "websockets":
+        server = websockets_peer.peer_server(
+            websockets_peer.peer_echo, ssl_context=context, deflate=deflate
+        )
+    else:
+        server = aiohttp_peer.aiohttp_server(
+            aiohttp_peer.make_echo(deflate, []), ssl_context=context
+        )
+    async with server as port:
         async with websock.connect(
-            f"{'wss' if secure else 'ws'}://127.0.0.1:{port}/",
+            f"{'wss' if secure else 'ws'}://127.0.0.1:{port}/ws",
             proxy=tinyproxy.url,
             ssl=client_ssl if secure else None,
             compression="deflate" if deflate else None,

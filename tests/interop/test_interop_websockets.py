@@ -12,9 +12,9 @@ import pytest
 import websockets
 import websockets.asyncio.client
 import websockets.asyncio.server
+from interop_common import TIMEOUT, MiB
 
 import websock
-from conftest import TIMEOUT, MiB
 from websock import ConnectionClosedError, ConnectionClosedOK
 
 pytestmark = pytest.mark.interop

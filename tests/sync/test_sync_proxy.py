@@ -14,23 +14,7 @@ from proxyservers import TINYPROXY_AUTH, ProxyServer, closed_port
 from websock.reconnect import is_transient
 from websock.sync import ServerConnection, connect
 
-_PROXY_VARIABLES = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_proxy_environment")
 
 
 @pytest.fixture(params=["ws", "wss"])
