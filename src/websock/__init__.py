@@ -50,6 +50,7 @@ from .reconnect import Backoff
 if TYPE_CHECKING:
     from .asyncio.client import ClientConnection, connect, unix_connect
     from .asyncio.server import Server, ServerConnection, serve, unix_serve
+    from .workers import run
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,11 @@ _ASYNCIO_NAMES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "run":  # websock.workers, which runs the asyncio layer: loaded on first use too
+        from .workers import run
+
+        globals()[name] = run
+        return run
     module = _ASYNCIO_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'websock' has no attribute {name!r}")
@@ -78,7 +84,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ASYNCIO_NAMES))
+    return sorted(set(globals()) | set(_ASYNCIO_NAMES) | {"run"})
 
 
 __all__ = [
@@ -107,6 +113,7 @@ __all__ = [
     "ProxyError",
     "Request",
     "Response",
+    "run",
     "serve",
     "Server",
     "ServerConnection",

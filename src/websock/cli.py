@@ -5,6 +5,8 @@ made on first use and kept in the user's cache directory (the path of its CA fil
 so clients can trust it); ``--certfile/--keyfile`` use a real certificate, ``--plain``
 serves ws://. ``--sync`` runs the same echo server on the threading layer
 (:mod:`websock.sync`, a thread per connection) instead of asyncio, with the same options.
+``--workers N`` (Linux) runs N asyncio servers in as many processes sharing the port
+(:mod:`websock.workers`); the default, 1, serves in this process as before.
 """
 
 from __future__ import annotations
@@ -138,6 +140,19 @@ def _max_connections(text: str) -> int | None | Literal["auto"]:
     return value
 
 
+def _workers(text: str) -> int:
+    """Parse --workers: a number >= 1, or 'auto' (one per usable core)."""
+    from .workers import _resolve_workers
+
+    text = text.strip().lower()
+    try:
+        return _resolve_workers("auto" if text == "auto" else int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of workers: {text!r} (a number >= 1, or 'auto')"
+        ) from None
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "websock" / "dev-cert"
@@ -266,6 +281,39 @@ async def _run_server(args: argparse.Namespace) -> None:
     print("shutting down: closing connections with 1001", flush=True)
     server.close()
     await server.wait_closed()
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``websock serve --workers N``: N echo servers in N processes on one port.
+
+    The listening line is printed once every worker listens, with the number of workers;
+    SIGINT/SIGTERM close every connection with 1001 in every worker, then exit 0.
+    """
+    from .workers import WorkersFailed, run
+
+    context, scheme = _server_context(args)
+
+    def ready(port: int) -> None:
+        line = _listening_line(args, scheme, port, "")
+        print(f"{line} ({args.workers} workers)", flush=True)
+
+    try:
+        run(
+            _echo,
+            args.host,
+            args.port,
+            workers=args.workers,
+            on_ready=ready,
+            ssl=context,
+            **_server_options(args),
+        )
+    except WorkersFailed as exc:
+        print(f"websock serve: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except NotImplementedError as exc:
+        print(f"websock serve: --workers: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
 
 
 def _sync_echo(ws: SyncServerConnection) -> None:
@@ -442,6 +490,14 @@ def _parser() -> argparse.ArgumentParser:
         "every other option works the same",
     )
     s.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="processes serving the port together (Linux, SO_REUSEPORT); a worker that dies "
+        "is restarted; 'auto' = one per core (default 1: this process alone)",
+    )
+    s.add_argument(
         "--certfile", help="PEM certificate chain (with --keyfile) instead of the development one"
     )
     s.add_argument("--keyfile", help="PEM private key for --certfile")
@@ -538,7 +594,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.port is None:
             args.port = 8080 if args.plain else 8443
+        if args.sync and args.workers > 1:
+            print(
+                "websock serve: --workers needs the asyncio server: drop --sync "
+                "(or use --workers 1)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         try:
+            if args.workers > 1:
+                return _run_workers(args)
             if args.sync:
                 return _run_sync_server(args)
             asyncio.run(_run_server(args))
