@@ -304,6 +304,8 @@ _NON_DEFAULTS: dict[str, Any] = {
     "select_subprotocol": max,
     "process_response": min,
     "max_connections": 9,
+    "broadcast_limit": 4096,
+    "slow_consumer": "close",
     "server_header": "test-server",
     "origin": "https://example.org",
     "additional_headers": {"X-Test": "1"},

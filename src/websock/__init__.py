@@ -48,6 +48,7 @@ from .protocol.http import Headers, Request, Response
 from .reconnect import Backoff
 
 if TYPE_CHECKING:
+    from .asyncio.broadcast import BroadcastResult, broadcast
     from .asyncio.client import ClientConnection, connect, unix_connect
     from .asyncio.server import Server, ServerConnection, serve, unix_serve
     from .workers import run
@@ -57,6 +58,8 @@ __version__ = "0.1.0"
 # The asyncio layer (and aiofastnet, which it loads) is imported on first use of one of its
 # names, so that ``import websock.protocol`` or ``import websock.sync`` pulls in no asyncio.
 _ASYNCIO_NAMES = {
+    "broadcast": "broadcast",
+    "BroadcastResult": "broadcast",
     "ClientConnection": "client",
     "connect": "client",
     "Server": "server",
@@ -90,6 +93,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "Backoff",
+    "broadcast",
+    "BroadcastResult",
     "ClientConnection",
     "ClientPerMessageDeflateFactory",
     "CloseCode",

@@ -7,6 +7,10 @@ serves ws://. ``--sync`` runs the same echo server on the threading layer
 (:mod:`websock.sync`, a thread per connection) instead of asyncio, with the same options.
 ``--workers N`` (Linux) runs N asyncio servers in as many processes sharing the port
 (:mod:`websock.workers`); the default, 1, serves in this process as before.
+
+``python -m websock chat`` serves the rooms demo of :mod:`websock.chat`: a page at ``/``
+and WebSocket rooms at ``/room/<name>``, with the same TLS default as ``serve``; ``--redis
+URL`` joins its workers (and other hosts) through Redis, which ``--workers N`` needs.
 """
 
 from __future__ import annotations
@@ -316,6 +320,62 @@ def _run_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_chat(args: argparse.Namespace) -> int:
+    """``websock chat``: the rooms demo (websock.chat) in one process or ``--workers N``."""
+    from .chat import ChatApp
+    from .workers import WorkersFailed, run
+
+    if args.workers > 1 and args.redis is None:
+        print(
+            f"websock chat: --workers {args.workers} needs --redis URL: without a Redis "
+            "backplane, clients of different workers would not see each other's messages "
+            "(or use --workers 1)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.redis is not None:
+        from .pubsub import Hub
+
+        try:
+            Hub(args.redis)  # checks the URL and that redis-py is installed; connects later
+        except (ImportError, ValueError) as exc:
+            print(f"websock chat: --redis: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    context, scheme = _server_context(args)
+    app = ChatApp(redis_url=args.redis, max_message_size=args.max_message_size)
+
+    def ready(port: int) -> None:
+        host = args.host if ":" not in args.host else f"[{args.host}]"
+        workers = f" ({args.workers} workers)" if args.workers > 1 else ""
+        redis = f", rooms shared through {args.redis}" if args.redis else ""
+        print(
+            f"websock {__version__} chat listening on {scheme}://{host}:{port}/{workers}{redis}",
+            flush=True,
+        )
+
+    try:
+        run(
+            app.handler,
+            args.host,
+            args.port,
+            workers=args.workers,
+            lifespan=app.lifespan,
+            on_ready=ready,
+            ssl=context,
+            **app.serve_options(),
+        )
+    except WorkersFailed as exc:
+        print(f"websock chat: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except NotImplementedError as exc:
+        print(f"websock chat: --workers: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"websock chat: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
 def _sync_echo(ws: SyncServerConnection) -> None:
     for message in ws:
         ws.send(message)
@@ -467,7 +527,7 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="websock", description="WebSocket echo server and client."
+        prog="websock", description="WebSocket echo server, client and chat demo."
     )
     parser.add_argument("--version", action="version", version=f"websock {__version__}")
     parser.add_argument(
@@ -568,6 +628,41 @@ def _parser() -> argparse.ArgumentParser:
         help=f"zlib level for permessage-deflate (default {DEFAULT_COMPRESSION_LEVEL})",
     )
 
+    h = sub.add_parser(
+        "chat",
+        help="run the chat demo: a page at / and rooms at /room/<name> "
+        "(wss with a development certificate by default)",
+    )
+    h.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    h.add_argument(
+        "--port", type=int, default=None, help="port (default 8443 for wss, 8080 with --plain)"
+    )
+    h.add_argument("--plain", action="store_true", help="serve http:// and ws:// without TLS")
+    h.add_argument(
+        "--certfile", help="PEM certificate chain (with --keyfile) instead of the development one"
+    )
+    h.add_argument("--keyfile", help="PEM private key for --certfile")
+    h.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="processes serving the port together (Linux); more than 1 needs --redis "
+        "(default 1; 'auto' = one per core)",
+    )
+    h.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the rooms between workers and hosts through Redis "
+        "(redis://host:port/db; needs pip install 'websock[redis]')",
+    )
+    h.add_argument(
+        "--max-message-size",
+        type=_size,
+        default="4K",  # websock.chat.DEFAULT_MAX_MESSAGE_SIZE (argparse converts it)
+        help="largest chat message; bigger ones close the connection with 1009 (default 4K)",
+    )
+
     c = sub.add_parser("connect", help="interactive client: stdin lines out, messages in")
     c.add_argument("uri", help="ws:// or wss:// URI")
     c.add_argument("--cafile", help="PEM file of CAs to trust (e.g. the development CA)")
@@ -588,6 +683,13 @@ def main(argv: list[str] | None = None) -> int:
         else logging.DEBUG
     )
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "chat":
+        if bool(args.certfile) != bool(args.keyfile):
+            print("websock chat: --certfile and --keyfile go together", file=sys.stderr)
+            return EXIT_USAGE
+        if args.port is None:
+            args.port = 8080 if args.plain else 8443
+        return _run_chat(args)
     if args.command == "serve":
         if bool(args.certfile) != bool(args.keyfile):
             print("websock serve: --certfile and --keyfile go together", file=sys.stderr)

@@ -42,6 +42,8 @@ __all__ = [
     "CLOSE_GRACE",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_MAX_STREAMING_SIZE",
+    "DEFAULT_BROADCAST_LIMIT",
+    "SLOW_CONSUMER_POLICIES",
     "default_max_connections",
     "thread_limit",
 ]
@@ -80,6 +82,16 @@ DEFAULT_MAX_REDIRECTS = 10
 #: how long a peer may keep one message going, not about memory; an application streaming
 #: larger uploads raises it (None: no limit).
 DEFAULT_MAX_STREAMING_SIZE = 1 << 30
+
+#: A connection with more than this many bytes of output not yet taken by the kernel is a
+#: slow consumer for broadcast(): 1 MiB, a second of a 1 MB/s feed, far more than a reading
+#: client lags on a working network, and one default-size message (max_message_size): a
+#: stalled subscriber holds at most this plus one message of the server's memory. For large
+#: fan-outs, lower it: 10,000 stalled subscribers may hold up to 10 GiB with the default.
+DEFAULT_BROADCAST_LIMIT = 1 << 20
+#: What broadcast() does to a slow consumer: skip the message for it ("drop", counted), or
+#: close it with 1013 (try again later) so that it reconnects and resynchronises ("close").
+SLOW_CONSUMER_POLICIES = ("drop", "close")
 
 #: max_connections="auto" keeps this many file descriptors (or a tenth of the limit, if
 #: more) for everything else: see websock.asyncio.server for the reasoning.
@@ -244,6 +256,8 @@ class Options:
     select_subprotocol: Callable[..., Any] | None = None
     process_response: Callable[..., Any] | None = None
     max_connections: int | None = None
+    broadcast_limit: int | None = DEFAULT_BROADCAST_LIMIT
+    slow_consumer: Literal["drop", "close"] = "drop"
     server_header: str | None = USER_AGENT
     # Client only
     origin: str | None = None
@@ -261,6 +275,9 @@ class Options:
         _check_size("max_handshake_size", self.max_handshake_size, 1)
         _check_size("max_headers", self.max_headers, 1)
         _check_size("max_connections", self.max_connections, 1)
+        _check_size("broadcast_limit", self.broadcast_limit)
+        if self.slow_consumer not in SLOW_CONSUMER_POLICIES:
+            raise ValueError(f"slow_consumer must be 'drop' or 'close', got {self.slow_consumer!r}")
         if not _is_int(self.max_redirects) or self.max_redirects < 0:
             raise ValueError(f"max_redirects must be an int >= 0, got {self.max_redirects!r}")
         for name in ("open_timeout", "close_timeout", "ping_interval", "ping_timeout"):

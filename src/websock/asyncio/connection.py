@@ -24,7 +24,9 @@ Ordering rules that the conformance suite and real users depend on:
 
 Flow control, so that no peer can make us buffer without bound:
 
-- The receive queue is bounded in messages and in bytes (``max_queue``). The core is given
+- The receive queue is bounded in messages and in bytes (``max_queue``): the pieces of a
+  streamed message (:meth:`Connection.recv_streaming`) count as messages and bytes too, so
+  a message streamed through it holds no more than the queue, whatever its size. The core is given
   the queue's free space before each read (``set_receive_room``) and stops parsing when it is
   used up, holding the rest of the read; reading then pauses until the application has
   consumed the queue down to its low-water mark. Compressed messages are therefore inflated
@@ -51,7 +53,7 @@ import sys
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, Iterable, Mapping, Set
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Set
 from typing import Any, cast
 
 from ..exceptions import (
@@ -71,6 +73,7 @@ from .waiter import Waiter, can_run_inline
 __all__ = ["Connection", "Data", "DEFAULT_MAX_QUEUE_BYTES", "CLOSE_GRACE", "TLS_CLOSE_GRACE"]
 
 Data = str | bytes
+_Piece = core.MessagePiece
 
 # Over TLS, asyncio's transport.close() sends close_notify and closes TCP only when the peer
 # answers with its own (or after ssl_shutdown_timeout, 30 s). Peers that answer do so within a
@@ -180,6 +183,11 @@ class Connection(asyncio.BufferedProtocol):
         "_resume_handle",
         "_role",
         "_send_in_progress",
+        "_stream_discard",
+        "_stream_drop",
+        "_stream_task",
+        "_stream_token",
+        "_streaming",
         "_terminal_timer",
         "_tls",
         "_write_high",
@@ -229,7 +237,16 @@ class Connection(asyncio.BufferedProtocol):
         self.extensions: list[Extension] = []
 
         # Created on the first event: an empty deque costs ~600 bytes per idle connection.
-        self._messages: deque[Data] | None = None
+        self._messages: deque[Data | core.MessagePiece] | None = None
+        # Streaming (recv_streaming): whether the core streams messages; the iteration in
+        # the middle of a message (a token, and its task); whether the rest of a message
+        # left unfinished is to be dropped; whether close() dropped a piece of the message
+        # arriving (so its other pieces are dropped too).
+        self._streaming = False
+        self._stream_token: object | None = None
+        self._stream_task: asyncio.Task[Any] | None = None
+        self._stream_discard = False
+        self._stream_drop = False
         self._recv_waiter: Waiter | None = None
         self._resume_handle: asyncio.Handle | None = None
         self._reading_paused = False  # by the receive queue (or input the core holds)
@@ -327,6 +344,7 @@ class Connection(asyncio.BufferedProtocol):
             max_message_size=options.max_message_size,
             max_frame_size=options.max_frame_size,
             max_fragments=options.max_fragments,
+            max_streaming_size=options.max_streaming_size,
         )
         if self._write_paused:
             self.protocol.pause_writing()
@@ -568,6 +586,13 @@ class Connection(asyncio.BufferedProtocol):
                     continue  # close() was called and the queue is full (see close())
                 messages.append(event)  # type: ignore[arg-type]
                 self._queued_bytes += len(event)  # type: ignore[arg-type]
+            elif kind is _Piece:
+                if drop_overflow and (self._stream_drop or not self._queue_not_full()):
+                    # As for messages (see close()), but a message cut is dropped whole.
+                    self._stream_drop = not event.last  # type: ignore[union-attr]
+                    continue
+                messages.append(event)  # type: ignore[arg-type]
+                self._queued_bytes += len(event.data)  # type: ignore[union-attr]
             elif kind is core.Pong:
                 self._pong_received(event)  # type: ignore[arg-type]
             elif kind is core.Ping:
@@ -759,6 +784,35 @@ class Connection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ public API
 
+    # ------------------------------------------------------------------ broadcast
+
+    def _can_broadcast(self) -> bool:
+        """Whether a broadcast message can be queued now: open, no Close sent, and no
+        fragmented message in progress (websock.asyncio.broadcast)."""
+        protocol = self.protocol
+        return (
+            protocol is not None
+            and not self._lost
+            and protocol.close_sent is None
+            and protocol.state is core.State.OPEN
+            and self._send_in_progress is None
+            and not self._transport_gone()
+        )
+
+    def _unsent_bytes(self) -> int:
+        """Output not yet taken by the kernel: the transport's buffer and what is corked."""
+        transport = self.transport
+        size = self._corked
+        if transport is not None:
+            size += transport.get_write_buffer_size()
+        return size
+
+    def _send_frame(self, frame: bytes) -> None:
+        """Queue a frame built by SharedFrames and write it as send() would."""
+        assert self.protocol is not None
+        self.protocol.send_frame(frame)
+        self._flush(len(frame))
+
     def _transport_gone(self) -> bool:
         """True once the transport is closing although we sent no Close: the peer reset it.
 
@@ -791,42 +845,245 @@ class Connection(asyncio.BufferedProtocol):
         they are not), ``decode=False`` text messages as their UTF-8 bytes.
         Raise :class:`ConnectionClosedOK` after a normal closing handshake,
         :class:`ConnectionClosedError` otherwise. Safe to cancel: a message is never lost.
+
+        After :meth:`recv_streaming`, messages keep arriving in pieces: recv() joins them,
+        and fails the connection with 1009 if the message exceeds ``max_message_size`` (as
+        it would without streaming). If an iteration was left in the middle of a message,
+        the rest of that message is dropped first.
         """
         while True:
             messages = self._messages  # created lazily by _dispatch: read it each time
             if messages:
                 message = messages.popleft()
-                self._queued_bytes -= len(message)
+                if type(message) is not _Piece:
+                    self._queued_bytes -= len(message)  # type: ignore[arg-type]
+                    if self._reading_paused and self._queue_below_low():
+                        self._schedule_resume()
+                    if decode is None:
+                        return message  # type: ignore[return-value]
+                    return core.as_requested(message, decode)  # type: ignore[arg-type]
+                messages.appendleft(message)  # a streamed message: join its pieces
+                return await self._recv_joined(decode)
+            if self._stream_token is not None or self._stream_discard:
+                return await self._recv_joined(decode)
+            await self._wait_input()
+
+    async def _wait_input(self) -> None:
+        """The queue is empty: wait until input may have come (or raise if none can)."""
+        protocol = self.protocol
+        if protocol is not None and protocol.receiving_held:
+            # Empty queue, held input (the connection may even be lost): it is parsed
+            # at the next loop iteration, which wakes us up.
+            self._schedule_resume()
+        elif protocol is not None and protocol.terminal_pending:
+            # Every message that preceded the Close or violation has been consumed.
+            self._act_on_terminal()
+        if not (protocol is not None and protocol.receiving_held) and self._no_more_messages():
+            if not self._lost and self._close_timer is not None:
+                # Raise once the closing handshake is over (or close_timeout ran out),
+                # so that the exception tells how it ended: the peer's Close, if any,
+                # is still on its way when we fail the connection or answer it. Only
+                # while a close timer bounds the wait (close_timeout=None: at once).
+                await asyncio.shield(self.connection_lost_waiter)
+            raise self._closed_exception()
+        if self._recv_waiter is not None:
+            raise ConcurrencyError(
+                "recv() is already waiting in another coroutine; "
+                "read from one task, or share messages through a queue"
+            )
+        waiter = Waiter(self.loop)
+        self._recv_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._recv_waiter = None
+
+    async def _next_entry(self) -> Data | core.MessagePiece:
+        """Pop the next message or piece of the queue, waiting for one as recv() does."""
+        while True:
+            messages = self._messages
+            if messages:
+                entry = messages.popleft()
+                if type(entry) is _Piece:
+                    self._queued_bytes -= len(entry.data)
+                else:
+                    self._queued_bytes -= len(entry)  # type: ignore[arg-type]
                 if self._reading_paused and self._queue_below_low():
                     self._schedule_resume()
-                return message if decode is None else core.as_requested(message, decode)
-            protocol = self.protocol
-            if protocol is not None and protocol.receiving_held:
-                # Empty queue, held input (the connection may even be lost): it is parsed
-                # at the next loop iteration, which wakes us up.
-                self._schedule_resume()
-            elif protocol is not None and protocol.terminal_pending:
-                # Every message that preceded the Close or violation has been consumed.
-                self._act_on_terminal()
-            if not (protocol is not None and protocol.receiving_held) and self._no_more_messages():
-                if not self._lost and self._close_timer is not None:
-                    # Raise once the closing handshake is over (or close_timeout ran out),
-                    # so that the exception tells how it ended: the peer's Close, if any,
-                    # is still on its way when we fail the connection or answer it. Only
-                    # while a close timer bounds the wait (close_timeout=None: at once).
-                    await asyncio.shield(self.connection_lost_waiter)
-                raise self._closed_exception()
-            if self._recv_waiter is not None:
-                raise ConcurrencyError(
-                    "recv() is already waiting in another coroutine; "
-                    "read from one task, or share messages through a queue"
-                )
-            waiter = Waiter(self.loop)
-            self._recv_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._recv_waiter = None
+                return entry
+            await self._wait_input()
+
+    def _take_stream_turn(self) -> None:
+        """Before reading a message in pieces or joining one: check that nobody else is
+        reading, and drop what an abandoned iteration left of its message."""
+        if self._recv_waiter is not None:
+            raise ConcurrencyError(
+                "recv() is already waiting in another coroutine; "
+                "read from one task, or share messages through a queue"
+            )
+        if self._stream_token is None:
+            return
+        task = self._stream_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            raise ConcurrencyError(
+                "recv_streaming() is reading a message in another task; read from one "
+                "task, or close that iteration (aclose()) before reading here"
+            )
+        # Left in the middle of a message by this task (or by a task that ended): the
+        # rest of that message is dropped.
+        self._stream_token = self._stream_task = None
+        self._stream_discard = True
+
+    async def _discard_abandoned(self) -> None:
+        """Drop the rest of a message whose iteration stopped before its last piece."""
+        while self._stream_discard:
+            entry = await self._next_entry()
+            if type(entry) is not _Piece:  # cannot happen: pieces come before later messages
+                self._stream_discard = False
+                assert self._messages is not None
+                self._messages.appendleft(entry)
+                self._queued_bytes += len(entry)  # type: ignore[arg-type]
+            elif entry.last:
+                self._stream_discard = False
+
+    def _set_streaming(self, on: bool) -> None:
+        """Switch the core's streaming mode (and handle what that delivers at once)."""
+        protocol = self.protocol
+        if on is self._streaming or protocol is None:
+            return
+        self._streaming = on
+        try:
+            protocol.set_streaming(on)
+            self._process_events(protocol)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    async def _recv_joined(self, decode: bool | None) -> Data:
+        """recv() of a streamed message (or after an abandoned one): join its pieces.
+
+        The message is bounded by ``max_message_size``, as recv() promises: beyond it the
+        connection fails with 1009, as the core fails a message it reassembles itself.
+        """
+        self._take_stream_turn()
+        await self._discard_abandoned()
+        parts: list[Any] = []
+        size = 0
+        limit = self.options.max_message_size
+        try:
+            while True:
+                entry = await self._next_entry()
+                if type(entry) is not _Piece:
+                    message: Data = entry  # type: ignore[assignment]
+                    break
+                size += len(entry.data)
+                if limit is not None and size > limit:
+                    parts = []
+                    self._fail_too_big(limit)
+                    continue  # the queue is empty now: raises how the connection ended
+                parts.append(entry.data)
+                if entry.last:
+                    message = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
+                    parts = []
+                    break
+        finally:
+            if parts:
+                # Cancelled (or the connection ended) in the middle: nothing is lost, what
+                # was taken goes back as one piece.
+                piece = core.MessagePiece(parts[0][:0].join(parts), False)
+                if self._messages is None:
+                    self._messages = deque()
+                self._messages.appendleft(piece)
+                self._queued_bytes += len(piece.data)
+        return message if decode is None else core.as_requested(message, decode)
+
+    def _fail_too_big(self, limit: int) -> None:
+        """recv() joined pieces beyond ``max_message_size``: fail with 1009 (the queued
+        input is dropped, as after any failure)."""
+        reason = f"message exceeds the {limit}-byte limit"
+        self.logger.info("failing connection with %d: %s", CloseCode.MESSAGE_TOO_BIG, reason)
+        protocol = self.protocol
+        assert protocol is not None
+        protocol.fail(CloseCode.MESSAGE_TOO_BIG, reason)
+        if self._messages:
+            self._messages.clear()
+        self._queued_bytes = 0
+        self._read_after_terminal()
+        self._flush_now()
+        self._start_close_timer()
+
+    def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
+        """Iterate over the next message in pieces, as they arrive: ``str`` pieces for a
+        text message, ``bytes`` pieces for a binary one; their concatenation is the message.
+
+        ``async for chunk in ws.recv_streaming(): ...`` holds no more of a message than the
+        receive queue (``max_queue``) and one read, whatever its size: a large message can
+        be written to a file or a socket as it arrives. Its size is bounded by
+        ``max_streaming_size`` instead of ``max_message_size``. Text pieces are validated
+        and decoded as they arrive (a character is never split between pieces; invalid
+        UTF-8 closes the connection with 1007 at once). ``decode`` converts the pieces as
+        :meth:`recv` does (True: binary decoded as UTF-8, False: text encoded).
+
+        The iteration yields at least one piece (an empty one for an empty message), and no
+        other empty one.
+
+        Streaming starts when this method is called, before the iteration: from then on the
+        connection receives every message in pieces, and :meth:`recv` joins them and holds
+        them to ``max_message_size`` (so whether a message may exceed ``max_message_size``
+        never depends on when a call comes). A message that grew beyond
+        ``max_message_size`` before the first call fails the connection with 1009 as ever:
+        call it before the peer may send one, e.g. before sending the request it answers
+        (``pieces = ws.recv_streaming(); await ws.send(request); async for ...``). What
+        arrived of a message in progress at the first call (at most ``max_message_size``)
+        is its first piece.
+
+        Stopping before the last piece (``break``, an exception) leaves the rest of the
+        message to be dropped by the next :meth:`recv` or ``recv_streaming()``.
+        Raise :class:`ConnectionClosed` as :meth:`recv` does (also when the connection ends
+        in the middle of the message), and :class:`ConcurrencyError` if another coroutine
+        is receiving.
+        """
+        self._set_streaming(True)
+        return self._stream_pieces(decode)
+
+    async def _stream_pieces(self, decode: bool | None) -> AsyncIterator[Data]:
+        """The iteration of :meth:`recv_streaming`."""
+        self._take_stream_turn()
+        await self._discard_abandoned()
+        converter = None if decode is None else core.PieceDecoder(decode)
+        token: object | None = None  # set while in the middle of the message
+        yielded = False
+        try:
+            while True:
+                if token is not None and self._stream_token is not token:
+                    raise ConcurrencyError(
+                        "this recv_streaming() iteration was abandoned: recv() or "
+                        "recv_streaming() was called in the middle of its message"
+                    )
+                entry = await self._next_entry()
+                data: Data
+                if type(entry) is _Piece:
+                    data, last = entry.data, entry.last
+                else:
+                    data, last = entry, True  # type: ignore[assignment]
+                if last:
+                    if token is not None and self._stream_token is token:
+                        self._stream_token = self._stream_task = None
+                    token = None
+                elif token is None:
+                    token = self._stream_token = object()
+                    self._stream_task = asyncio.current_task()
+                if converter is not None:
+                    data = converter.convert(data, last)
+                if data or (last and not yielded):
+                    yielded = True
+                    yield data
+                if last:
+                    return
+        finally:
+            if token is not None and self._stream_token is token:
+                # Stopped in the middle of the message: its rest is dropped by the next read.
+                self._stream_token = self._stream_task = None
+                self._stream_discard = True
 
     def __aiter__(self) -> Connection:
         return self
@@ -838,8 +1095,10 @@ class Connection(asyncio.BufferedProtocol):
             # recv()'s first step, inlined: a message is waiting (the common case in a
             # busy echo or request/response loop).
             message = messages.popleft()
-            self._queued_bytes -= len(message)
-            return message
+            if type(message) is not _Piece:
+                self._queued_bytes -= len(message)  # type: ignore[arg-type]
+                return message  # type: ignore[return-value]
+            messages.appendleft(message)
         try:
             return await self.recv()
         except ConnectionClosedOK:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ..connection_logger import ConnectionLogger, LoggerLike, resolve_logger
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..options import (
+    DEFAULT_BROADCAST_LIMIT,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -723,6 +724,15 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       descriptors and stop accepting (unlimited where there is no such limit); an int
       sets it; None: no limit. An idle connection costs about 7 KiB besides its socket.
     - ``server_header``: the Server header value, None to omit it.
+    - ``logger``: where the server and its connections log (a logger, an adapter or a
+      name; default ``websock.server``); each connection's lines start with its ``id``
+      and peer address.
+    - ``max_streaming_size``: the size limit of a message read with ``recv_streaming()``
+      (1 GiB; None = unlimited), instead of ``max_message_size``.
+    - :func:`websock.broadcast` settings: ``broadcast_limit`` (1 MiB: a connection with
+      more output than this not yet taken by the kernel is a slow consumer) and
+      ``slow_consumer`` (``"drop"``: skip the message for it, counted; ``"close"``: close
+      it with 1013 so that it reconnects and resynchronises).
     - Any other keyword argument goes to :meth:`loop.create_server` (``reuse_port``,
       ``backlog``, ``family``, ``ssl_handshake_timeout``...), as in websockets; a name that
       is neither raises :class:`TypeError` at the call.
@@ -769,6 +779,9 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         max_connections: int | None | Literal["auto"] = "auto",
         server_header: str | None = USER_AGENT,
         logger: LoggerLike = None,
+        # Broadcast (websock.broadcast)
+        broadcast_limit: int | None = DEFAULT_BROADCAST_LIMIT,
+        slow_consumer: Literal["drop", "close"] = "drop",
         **create_server_kwargs: Any,
     ) -> None:
         # Every protocol setting in one validated object: a bad value raises ValueError here,

@@ -5,8 +5,9 @@ The I/O contract (every I/O layer drives a :class:`Connection` the same way):
 - :meth:`Connection.receive_data` with each chunk read from the network;
   :meth:`Connection.receive_eof` when the peer closed its side.
 - :meth:`Connection.events_received` returns what those bytes meant, in order:
-  ``str`` for a text message, ``bytes`` for a binary message, :class:`Ping`, :class:`Pong`,
-  :class:`CloseReceived` and :class:`ProtocolViolation`.
+  ``str`` for a text message, ``bytes`` for a binary message, :class:`MessagePiece` for a
+  piece of a streamed message (see :meth:`Connection.set_streaming`), :class:`Ping`,
+  :class:`Pong`, :class:`CloseReceived` and :class:`ProtocolViolation`.
 - The ``send_*`` methods queue frames; :meth:`Connection.data_to_send` returns the bytes
   to write, in order. An empty ``bytes`` in that list means "now close the TCP connection".
 - :meth:`Connection.close_expected` tells the I/O layer that the connection is over from the
@@ -52,10 +53,18 @@ Two bounds protect the I/O layer from a peer that sends faster than the applicat
   until :meth:`Connection.resume_writing`, Pongs answering the peer's Pings are coalesced
   into one (RFC 6455 5.5.3 allows answering the most recent Ping only), so a peer that sends
   Pings and never reads cannot make us buffer Pongs without bound.
+
+Streaming (:meth:`Connection.set_streaming`): while it is on, a data message is delivered as
+:class:`MessagePiece` events as its bytes arrive, bounded by ``max_streaming_size`` rather
+than ``max_message_size``; the pieces use up the receive room as messages do, so memory is
+bounded by the I/O layer's queue and one read, whatever the message's size. Compressed
+pieces are inflated in steps of at most ``INFLATE_STEP`` bytes, no faster than the room
+allows.
 """
 
 from __future__ import annotations
 
+import codecs
 import enum
 import os
 from collections.abc import Sequence
@@ -84,8 +93,12 @@ __all__ = [
     "Pong",
     "CloseReceived",
     "ProtocolViolation",
+    "MessagePiece",
+    "PieceDecoder",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_FRAGMENTS",
+    "DEFAULT_MAX_STREAMING_SIZE",
+    "INFLATE_STEP",
     "as_requested",
 ]
 
@@ -143,9 +156,24 @@ class ProtocolViolation:
     error: ProtocolError
 
 
+@dataclass(frozen=True, slots=True)
+class MessagePiece:
+    """A piece of a data message delivered while streaming (see
+    :meth:`Connection.set_streaming`).
+
+    ``data`` is ``str`` for a text message (decoded: a character split between pieces comes
+    whole in the later one) and ``bytes`` for a binary message. ``last`` is True on the
+    message's final piece, which may be empty. The concatenation of a message's pieces is
+    the message.
+    """
+
+    data: str | bytes
+    last: bool
+
+
 _Bytes = bytes | bytearray | memoryview
 
-Event = str | bytes | Ping | Pong | CloseReceived | ProtocolViolation
+Event = str | bytes | MessagePiece | Ping | Pong | CloseReceived | ProtocolViolation
 
 #: 1 MiB: large enough for typical chat/feed/dashboard messages, small enough that a few
 #: thousand connections each holding a maximal message stay within a server's memory.
@@ -155,6 +183,19 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 #: 4 MiB message in 64-byte fragments, 65,536 frames), so legitimate streams of small
 #: fragments pass, while the work one message can cost stays bounded whatever its size limit.
 DEFAULT_MAX_FRAGMENTS = 1 << 18
+
+#: 1 GiB: the bound on a streamed message (see Connection.set_streaming). Its pieces are
+#: delivered as they arrive, so this bounds what the application is made to process, not
+#: what the connection holds; None lifts it.
+DEFAULT_MAX_STREAMING_SIZE = 1 << 30
+
+# Pieces delivered within one feed are joined into one event up to this size (a read's).
+_PIECE_MAX = 262144
+
+#: A compressed streamed message is inflated in steps of at most this many bytes, each
+#: delivered as (part of) a piece before the next is inflated: with deflate's ~1000:1
+#: ratio, one 64 KiB read could otherwise inflate to 64 MiB at once.
+INFLATE_STEP = 65536
 
 _UNLIMITED = 1 << 62
 
@@ -266,7 +307,15 @@ class Connection:
         "_frame_offset",
         "_frame_opcode",
         "_frame_rsv",
+        "_inflate_last",
+        "_inflating",
         "_msg_fragments",
+        "_msg_streamed",
+        "_msg_text",
+        "_pieces",
+        "_pieces_size",
+        "_stream_limit",
+        "_streaming",
         "_pings_sent",
         "_pong_held",
         "_room_bytes",
@@ -296,6 +345,7 @@ class Connection:
         "max_fragments",
         "max_frame_size",
         "max_message_size",
+        "max_streaming_size",
         "role",
         "state",
     )
@@ -308,13 +358,16 @@ class Connection:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
         max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+        max_streaming_size: int | None = DEFAULT_MAX_STREAMING_SIZE,
     ) -> None:
         """Create the connection state for ``role``.
 
         ``max_message_size`` bounds a reassembled message after decompression (None: no
         limit); ``max_frame_size`` bounds one frame's payload as it appears on the wire
         (None: bounded by the message limit only); ``max_fragments`` bounds the number of
-        frames of one message (None: no limit). Exceeding any fails the connection with
+        frames of one message (None: no limit); ``max_streaming_size`` bounds a message
+        delivered in pieces, after decompression, instead of ``max_message_size`` (see
+        :meth:`set_streaming`; None: no limit). Exceeding any fails the connection with
         close code 1009.
         """
         if max_message_size is not None and max_message_size < 0:
@@ -323,12 +376,15 @@ class Connection:
             raise ValueError("max_frame_size must be >= 0 or None")
         if max_fragments is not None and max_fragments < 1:
             raise ValueError("max_fragments must be >= 1 or None")
+        if max_streaming_size is not None and max_streaming_size < 0:
+            raise ValueError("max_streaming_size must be >= 0 or None")
         self.role = role
         self.state = State.OPEN
         self.extensions: tuple[Extension, ...] = tuple(extensions)
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
         self.max_fragments = max_fragments
+        self.max_streaming_size = max_streaming_size
 
         #: The Close received from the peer, and the one we sent (None until then).
         self.close_rcvd: Close | None = None
@@ -379,6 +435,17 @@ class Connection:
         self._msg_wire_size = 0
         self._msg_fragments = 0
         self._msg_utf8: Utf8Validator | None = None
+        # Streaming (see set_streaming): whether new messages are streamed, whether the one
+        # being received is, its size limit, its text decoder, the output not yet delivered
+        # (joined into one piece per feed), and inflation left to do for lack of room.
+        self._streaming = False
+        self._msg_streamed = False
+        self._stream_limit: int | None = None
+        self._msg_text: _Utf8Decoder | None = None
+        self._pieces: list[str | bytes] = []
+        self._pieces_size = 0
+        self._inflating = False
+        self._inflate_last = False
         # A large single-frame message received into its final buffer (see _DIRECT_MIN).
         self._direct_buffer: bytes | bytearray | None = None
         self._direct_view: memoryview | None = None  # filled up to len - _frame_left
@@ -414,6 +481,8 @@ class Connection:
             data = self._buf + data
             self._buf = b""
         self._parse(data)
+        if self._pieces:
+            self._flush_pieces(False)
 
     def set_receive_room(self, messages: int | None, size: int | None) -> None:
         """Bound what the next feeds may produce: ``messages`` data messages, ``size`` bytes.
@@ -425,6 +494,11 @@ class Connection:
         until it can give room again. Giving room parses held input at once (its events
         are then in :meth:`events_received`). A message is never cut: the room may be
         exceeded by the last message delivered. None means no bound.
+
+        Pieces of a streamed message (:class:`MessagePiece`) use the room in bytes as they
+        are delivered, and one message with the last piece; a compressed one is inflated no
+        further than the room allows (plus one step, ``INFLATE_STEP``), the rest of its
+        inflation waiting for room as held input does.
         """
         self._room_messages = _UNLIMITED if messages is None else messages
         self._room_bytes = _UNLIMITED if size is None else size
@@ -434,9 +508,18 @@ class Connection:
             return
         if self.receiving_held:
             self.receiving_held = False
+            if self._inflating and not self._discarding:
+                # Inflation stopped for lack of room comes before the input held after it.
+                self._inflate_more()
+                if self._pieces:
+                    self._flush_pieces(False)
+                if self.receiving_held or self._discarding:
+                    return
             data, self._buf = self._buf, b""
             if not self._discarding and data:
                 self._parse(data)
+                if self._pieces:
+                    self._flush_pieces(False)
             if not self.receiving_held and self._eof_held:
                 self._eof_held = False
                 self.receive_eof()
@@ -446,6 +529,47 @@ class Connection:
         self.receiving_held = True
         if pos < len(data):
             self._buf = bytes(data[pos:])
+
+    def set_streaming(self, on: bool) -> None:
+        """Deliver data messages in pieces (``on``) or whole, from now on.
+
+        While streaming is on, a data message whose first frame arrives is *streamed*: it is
+        delivered as :class:`MessagePiece` events as its payload arrives (text decoded, and
+        validated as ever: invalid UTF-8 fails the connection with 1007 as soon as it
+        arrives), its size bounded by ``max_streaming_size`` instead of
+        ``max_message_size``. A message that arrives whole in one read may still come as a
+        plain ``str``/``bytes`` event: the I/O layer hands it over as a single piece. A
+        message being received when streaming is switched on becomes streamed: what arrived
+        of it so far is delivered at once as its first piece (unless it is being received
+        into its own buffer, see :meth:`receive_buffer`: it then comes whole, within
+        ``max_message_size``).
+
+        Switching streaming off applies from the next message on: a streamed message in
+        progress stays streamed to its end, within ``max_streaming_size`` (the form and the
+        bound of a message are decided when it starts, never by when a call comes).
+
+        Events may follow this call (a first piece): collect them with
+        :meth:`events_received` as after a feed.
+        """
+        self._streaming = on
+        if self._msg_opcode < 0 or self._discarding or self._msg_streamed:
+            return
+        if not on or self._direct_view is not None:
+            return
+        # The message in progress becomes streamed: what arrived of it is its first piece.
+        self._msg_streamed = True
+        self._stream_limit = self.max_streaming_size
+        parts = self._msg_parts
+        data = b"".join(parts) if parts else b""
+        self._msg_parts = []
+        self._msg_size = 0  # counted again by _emit_piece
+        self._msg_utf8 = None
+        if self._msg_opcode == _TEXT:
+            self._msg_text = _Utf8Decoder()
+        if data:
+            self._emit_piece(data, False)
+            if self._pieces:
+                self._flush_pieces(False)
 
     def _start_direct(self, length: int) -> None:
         """Allocate the bytes object of a large message whose header just arrived.
@@ -694,6 +818,8 @@ class Connection:
 
     def _ping_received(self, payload: bytes) -> None:
         """Answer a Ping at once (or later, coalesced, while writing is paused)."""
+        if self._pieces:
+            self._flush_pieces(False)  # events stay in order
         if self.close_sent is None:  # nothing may follow our Close (RFC 6455 5.5.1)
             if self._writing_paused:
                 self._pong_held = payload  # coalesced (see pause_writing)
@@ -703,6 +829,8 @@ class Connection:
 
     def _pong_received(self, payload: bytes) -> None:
         """Report a Pong with the Pings of ours it answers: its own and every earlier one."""
+        if self._pieces:
+            self._flush_pieces(False)  # events stay in order
         pings = self._pings_sent
         if payload in pings:
             i = pings.index(payload) + 1
@@ -742,12 +870,17 @@ class Connection:
             self._msg_compressed = bool(first & 0x70) and bool(self._decoders)
             self._msg_wire_size = 0
             self._msg_fragments = 1
-            self._msg_utf8 = Utf8Validator() if opcode == _TEXT else None
+            if self._streaming:
+                self._msg_streamed = True
+                self._stream_limit = self.max_streaming_size
+                self._msg_text = _Utf8Decoder() if opcode == _TEXT else None
+            else:
+                self._msg_utf8 = Utf8Validator() if opcode == _TEXT else None
         # An uncompressed message is refused from the frame header, before its payload is
         # buffered. A compressed one is streamed through the inflater, whose output is
         # bounded while inflating (_decode_piece): its wire size needs no bound, which
         # spares legitimate messages compressed in many tiny fragments.
-        limit = self.max_message_size
+        limit = self._stream_limit if self._msg_streamed else self.max_message_size
         if limit is not None and not self._msg_compressed:
             if self._msg_wire_size + length > limit:
                 self._violation(PayloadTooBig(f"message exceeds the {limit}-byte limit"))
@@ -758,6 +891,7 @@ class Connection:
             fin
             and opcode != _CONT
             and not self._msg_compressed
+            and not self._msg_streamed  # would allocate the whole message at once
             and _DIRECT_MIN <= length <= _DIRECT_MAX
             and _DIRECT_AVAILABLE
         ):
@@ -809,6 +943,13 @@ class Connection:
         message (_deliver_message).
         """
         last = self._frame_left == 0 and self._frame_fin
+        if self._msg_streamed:
+            if self._decoders:
+                self._inflate_piece(piece, last)
+            else:
+                self._frame_first_piece = False
+                self._emit_piece(piece, last)
+            return
         if self._decoders:
             decoded = self._decode_piece(piece, last)
             if decoded is None:
@@ -840,6 +981,112 @@ class Connection:
             parts[-1] += piece
         else:
             parts.append(bytearray(piece))
+
+    def _inflate_piece(self, piece: bytes, last: bool) -> None:
+        """Run a piece of a streamed message through the extensions' decoders, in steps.
+
+        The first decoder (the one that sees the wire's bytes, permessage-deflate) yields at
+        most INFLATE_STEP bytes per step (Extension.decode_bounded); each step is delivered
+        and counted against the room before the next, and when the room runs out the rest
+        waits (_inflating) until set_receive_room gives more. Other decoders see each step
+        as a frame of its own, as in _decode_piece.
+        """
+        if self._frame_first_piece:
+            self._frame_first_piece = False
+            opcode, rsv = self._frame_opcode, self._frame_rsv
+        else:
+            opcode, rsv = _CONT, 0
+        frame = Frame(opcode, piece, last, bool(rsv & 0x40), bool(rsv & 0x20), bool(rsv & 0x10))
+        first = self._decoders[0]
+        limit = self._stream_limit
+        remaining = None if limit is None else limit - self._msg_size
+        try:
+            frame = first.decode_bounded(frame, max_size=remaining, max_output=INFLATE_STEP)
+            for ext in self._decoders[1:]:
+                frame = ext.decode(frame, max_size=remaining)
+        except ProtocolError as exc:
+            self._violation(exc)
+            return
+        self._inflate_last = last
+        self._inflating = first.decode_pending
+        self._emit_piece(frame.payload, last and not self._inflating)
+        self._inflate_more()
+
+    def _inflate_more(self) -> None:
+        """Go on inflating the current frame while there is room (see _inflate_piece)."""
+        first = self._decoders[0] if self._decoders else None
+        while self._inflating and not self.receiving_held and not self._discarding:
+            assert first is not None
+            limit = self._stream_limit
+            remaining = None if limit is None else limit - self._msg_size
+            try:
+                frame = first.decode_continue(max_size=remaining, max_output=INFLATE_STEP)
+                for ext in self._decoders[1:]:
+                    frame = ext.decode(frame, max_size=remaining)
+            except ProtocolError as exc:
+                self._violation(exc)
+                return
+            self._inflating = first.decode_pending
+            self._emit_piece(frame.payload, self._inflate_last and not self._inflating)
+
+    def _emit_piece(self, data: bytes, last: bool) -> None:
+        """Deliver bytes of a streamed message (decoded) and take them from the room.
+
+        Pieces delivered within one feed are joined into one :class:`MessagePiece` (see
+        _flush_pieces): a message in tiny fragments costs one event per feed, not one per
+        fragment. The last piece ends the message and uses one message of the room.
+        """
+        size = len(data)
+        text = self._msg_text
+        if size:
+            self._msg_size += size
+            limit = self._stream_limit
+            if limit is not None and self._msg_size > limit:
+                self._violation(PayloadTooBig(f"message exceeds the {limit}-byte limit"))
+                return
+            if text is not None:
+                chunk = text.decode(data, last)
+                if chunk is None:
+                    self._invalid_utf8()
+                    return
+                if chunk:
+                    self._pieces.append(chunk)
+            else:
+                self._pieces.append(data)
+            self._pieces_size += size
+            if self._pieces_size >= _PIECE_MAX and not last:
+                self._flush_pieces(False)  # bounded: inflation may produce much per feed
+        elif last and text is not None and text.decode(b"", True) is None:
+            self._invalid_utf8()  # the message ends in the middle of a character
+            return
+        self._room_bytes -= size
+        if last:
+            self._room_messages -= 1
+            self._flush_pieces(True)
+            self._reset_message()
+        if self._room_messages <= 0 or self._room_bytes <= 0:
+            self.receiving_held = True
+
+    def _flush_pieces(self, last: bool) -> None:
+        """Deliver what was decoded of the streamed message as one :class:`MessagePiece`.
+
+        Called at the end of each feed, before any other event (so events stay in order),
+        and with the last piece. A non-final piece is never empty; the last may be.
+        """
+        parts = self._pieces
+        data: str | bytes
+        if parts:
+            if len(parts) == 1:
+                data = parts[0]
+            else:
+                data = "".join(parts) if self._msg_text is not None else b"".join(parts)  # type: ignore[arg-type]
+            self._pieces = []
+            self._pieces_size = 0
+        elif last:
+            data = "" if self._msg_text is not None else b""
+        else:
+            return
+        self._events.append(MessagePiece(data, last))
 
     def _decode_piece(self, piece: bytes, last: bool) -> bytes | None:
         """Run a piece through the extensions' decoders; None after a violation.
@@ -895,6 +1142,13 @@ class Connection:
         self._msg_opcode = -1
         self._msg_utf8 = None
         self._direct_buffer = self._direct_view = None
+        if self._msg_streamed:
+            self._msg_streamed = False
+            self._msg_text = None
+            self._inflating = False
+            if self._pieces:
+                self._pieces = []
+                self._pieces_size = 0
 
     def _invalid_utf8(self) -> None:
         """A text message is not UTF-8: fail with 1007 (RFC 6455 8.1)."""
@@ -916,6 +1170,8 @@ class Connection:
             # (RFC 6455 7.1.7), and close_rcvd stays None.
             self._violation(exc)
             return
+        if self._pieces:
+            self._flush_pieces(False)  # what arrived of a streamed message is delivered
         self._record_close_rcvd(close)
         self._stop_receiving()
         self.terminal_pending = self.close_sent is None
@@ -950,6 +1206,8 @@ class Connection:
         the peer's, not ours.
         """
         _drop_tracebacks(error)
+        if self._pieces:
+            self._flush_pieces(False)  # the valid part of a streamed message is delivered
         self._stop_receiving()
         self.failure = error
         self.terminal_pending = True
@@ -1009,6 +1267,19 @@ class Connection:
         if self._sending_fragmented:
             raise InvalidState("cannot send a message while a fragmented message is in progress")
         self._send_data(_BINARY, data if type(data) is bytes else bytes(data), True, compress)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a data message framed elsewhere, whole: the bytes of a frame that
+        :class:`~websock.protocol.broadcast.SharedFrames` built for this connection's wire
+        form (the same bytes object goes to many connections; nothing is copied here).
+
+        Raises :class:`InvalidState` when the connection cannot send, or while a fragmented
+        message is in progress (another message cannot interrupt it).
+        """
+        self._check_can_send()
+        if self._sending_fragmented:
+            raise InvalidState("cannot send a message while a fragmented message is in progress")
+        self._out.append(frame)
 
     def send_data(
         self,
@@ -1252,3 +1523,64 @@ def as_requested(message: str | bytes, decode: bool | None) -> str | bytes:
     if decode:
         return message if isinstance(message, str) else message.decode()
     return message.encode() if isinstance(message, str) else message
+
+
+class PieceDecoder:
+    """The pieces of one message as the application asked for them
+    (``recv_streaming(decode=...)``), like :func:`as_requested` for whole messages.
+
+    None keeps their type; True decodes binary pieces as UTF-8 (incrementally: a character
+    split between pieces comes whole in the later one; UnicodeDecodeError if the message is
+    not UTF-8); False encodes text pieces to UTF-8. Use one per message.
+    """
+
+    __slots__ = ("_decode", "_utf8")
+
+    def __init__(self, decode: bool | None) -> None:
+        self._decode = decode
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    def convert(self, data: str | bytes, last: bool) -> str | bytes:
+        """Convert the next piece of the message (``last``: its final piece)."""
+        decode = self._decode
+        if decode is None:
+            return data
+        if decode:
+            if isinstance(data, str):
+                return data
+            utf8 = self._utf8
+            if utf8 is None:
+                utf8 = self._utf8 = _IncrementalUtf8("strict")
+            return utf8.decode(data, last)
+        return data.encode() if isinstance(data, str) else data
+
+
+_IncrementalUtf8 = codecs.getincrementaldecoder("utf-8")
+
+
+class _Utf8Decoder:
+    """Decode a streamed text message piece by piece, failing fast (as Utf8Validator).
+
+    CPython's incremental decoder keeps an incomplete trailing sequence without checking
+    that it can still become valid (``b"\\xed\\xa0"`` waits for more): the pending tail
+    is checked by a Utf8Validator, which does (at most 3 bytes, only when a piece ends in
+    the middle of a character).
+    """
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = _IncrementalUtf8("strict")
+
+    def decode(self, data: bytes, final: bool) -> str | None:
+        """The text of ``data``, or None as soon as the message cannot be valid UTF-8."""
+        decoder = self._decoder
+        try:
+            text: str = decoder.decode(data, final)
+        except UnicodeDecodeError:
+            return None
+        if not final:
+            pending = decoder.getstate()[0]
+            if len(pending) >= 2 and not Utf8Validator().feed(pending):
+                return None
+        return text

@@ -10,7 +10,8 @@ Threads and locks:
   ``_DIRECT_GRACE`` (growing to ``_MAX_DIRECT_GRACE`` on a busy connection), when a send()
   blocks, when it waits for a Pong, or closes. So a peer's Pings are answered (the core
   queues the Pongs) and its Close is read even while the application does not call recv().
-  Messages go to a bounded deque that recv() pops.
+  Messages go to a bounded deque that recv() pops (the pieces of a streamed message too,
+  see :meth:`Connection.recv_streaming`: they count in the queue's bounds as messages do).
 - The application's threads call ``send``, ``recv``, ``ping`` and ``close``.
 - One process-wide timer thread (``timers.py``) runs keepalive, close and grace timers.
 
@@ -54,6 +55,7 @@ from . import timers
 __all__ = ["Connection", "Data", "read_head"]
 
 Data = str | bytes
+_Piece = core.MessagePiece
 
 # Reads go into one buffer per connection, reused: the core keeps no reference to it. It
 # starts small (an idle connection's thread holds it: 64 KiB each would be most of an idle
@@ -134,7 +136,7 @@ class Connection:
         # Signalled (under the core lock) when a message arrives, when the connection's
         # state changes, and when the queue drains enough for the reader to go on.
         self._changed = threading.Condition(self._core_lock)
-        self._messages: deque[Data] = deque()
+        self._messages: deque[Data | core.MessagePiece] = deque()
         self._queued_bytes = 0
         self._queue_max, self._queue_max_bytes = options.queue_bounds
         # Resume reading once the queue is down to a quarter (0 for max_queue < 4: a low
@@ -144,6 +146,15 @@ class Connection:
             None if self._queue_max_bytes is None else self._queue_max_bytes // 4
         )
         self._recv_busy = False
+        # Streaming (recv_streaming): whether the core streams messages; the iteration in
+        # the middle of a message (a token, and its thread); whether the rest of a message
+        # left unfinished is to be dropped; whether close() dropped a piece of the message
+        # arriving (so its other pieces are dropped too).
+        self._streaming = False
+        self._stream_token: object | None = None
+        self._stream_thread: threading.Thread | None = None
+        self._stream_discard = False
+        self._stream_drop = False
         self._fragment_sender: int | None = None  # the thread sending a fragmented message
         # The read turn: who reads the socket (_NOBODY, _RECV or _READER); see _read_loop.
         self._reading = _NOBODY
@@ -187,6 +198,7 @@ class Connection:
             max_message_size=options.max_message_size,
             max_frame_size=options.max_frame_size,
             max_fragments=options.max_fragments,
+            max_streaming_size=options.max_streaming_size,
         )
         self.subprotocol = subprotocol
         self.extensions = extensions
@@ -430,6 +442,14 @@ class Connection:
                     continue  # close() was called and the queue is full: dropped
                 messages.append(event)  # type: ignore[arg-type]
                 self._queued_bytes += len(event)  # type: ignore[arg-type]
+                woke = True
+            elif kind is _Piece:
+                if self._closing and (self._stream_drop or not self._queue_has_room()):
+                    # As for messages, but a message cut is dropped whole.
+                    self._stream_drop = not event.last  # type: ignore[union-attr]
+                    continue
+                messages.append(event)  # type: ignore[arg-type]
+                self._queued_bytes += len(event.data)  # type: ignore[union-attr]
                 woke = True
             elif kind is core.Pong:
                 self._pong_received(event)  # type: ignore[arg-type]
@@ -710,11 +730,15 @@ class Connection:
         (no message is lost). Raise :class:`ConnectionClosedOK` after a normal closing
         handshake, :class:`ConnectionClosedError` otherwise, and
         :class:`ConcurrencyError` if another thread is already in ``recv``.
+
+        After :meth:`recv_streaming`, messages keep arriving in pieces: recv() joins them,
+        and fails the connection with 1009 if the message exceeds ``max_message_size`` (as
+        it would without streaming). If an iteration was left in the middle of a message,
+        the rest of that message is dropped first.
         """
         if timeout is not None and timeout >= threading.TIMEOUT_MAX:
             timeout = None  # longer than any wait can be: no limit (inf included)
         deadline = None if timeout is None else timers.clock() + timeout
-        tried = False  # one look at the socket before a timeout, even timeout=0
         with self._changed:
             if self._recv_busy:
                 raise ConcurrencyError(
@@ -723,47 +747,248 @@ class Connection:
                 )
             self._recv_busy = True
             try:
-                while True:
-                    messages = self._messages
-                    if messages:
-                        message = messages.popleft()
-                        self._queued_bytes -= len(message)
-                        if self.protocol.receiving_held and self._below_low():
-                            self._changed.notify_all()  # the reader may go on
-                        return message if decode is None else core.as_requested(message, decode)
-                    protocol = self.protocol
-                    if protocol.terminal_pending:
-                        # Every message before the Close or violation was consumed.
-                        protocol.messages_consumed()
-                        self._changed.notify_all()
-                    if protocol.receiving_held:
-                        if self._reading is _NOBODY:
-                            # Input held for lack of room (the queue is empty now): parse
-                            # it here, even after the connection was lost.
-                            self._set_room()
-                            self._dispatch(protocol.events_received())
-                            self._flush_unlocked()
-                            continue
-                        self._changed.notify_all()  # the reader holds it: it goes on
-                    if self._lost or protocol.input_over:
-                        break
-                    remaining = None if deadline is None else deadline - timers.clock()
-                    if remaining is not None and remaining <= 0:
-                        if tried:
-                            raise TimeoutError(f"no message within {timeout}s")
-                        remaining = 0.0
-                    tried = True
-                    if self._reading is _NOBODY and self._may_read_directly():
-                        self._read_directly(remaining)
-                    else:
-                        if self._reading is _NOBODY:
-                            self._wake_reader(for_good=False)  # read for us now
-                        self._wait(remaining)
+                if self._stream_token is not None or self._stream_discard:
+                    self._take_stream_turn()
+                    self._discard_abandoned(deadline, timeout)
+                message = self._next_entry(deadline, timeout)
+                if type(message) is _Piece:
+                    message = self._join_pieces(message, deadline, timeout)
             finally:
                 self._recv_busy = False
-        # No more messages: flush our answer, wait for the end of TCP, tell how it ended.
-        self._flush_and_wait()
-        raise self.protocol.close_exception(self._lost_exc)
+        if message is None:
+            # No more messages: flush our answer, wait for the end of TCP, tell how it ended.
+            self._flush_and_wait()
+            raise self.protocol.close_exception(self._lost_exc)
+        return message if decode is None else core.as_requested(message, decode)  # type: ignore[arg-type, return-value]
+
+    def _next_entry(
+        self, deadline: float | None, timeout: float | None
+    ) -> Data | core.MessagePiece | None:
+        """Core lock held, ``_recv_busy`` set: pop the next message or piece, reading or
+        waiting for one (at most until ``deadline``: TimeoutError); None once no more can
+        come."""
+        tried = False  # one look at the socket before a timeout, even timeout=0
+        while True:
+            messages = self._messages
+            if messages:
+                entry = messages.popleft()
+                if type(entry) is _Piece:
+                    self._queued_bytes -= len(entry.data)
+                else:
+                    self._queued_bytes -= len(entry)  # type: ignore[arg-type]
+                if self.protocol.receiving_held and self._below_low():
+                    self._changed.notify_all()  # the reader may go on
+                return entry
+            protocol = self.protocol
+            if protocol.terminal_pending:
+                # Every message before the Close or violation was consumed.
+                protocol.messages_consumed()
+                self._changed.notify_all()
+            if protocol.receiving_held:
+                if self._reading is _NOBODY:
+                    # Input held for lack of room (the queue is empty now): parse
+                    # it here, even after the connection was lost.
+                    self._set_room()
+                    self._dispatch(protocol.events_received())
+                    self._flush_unlocked()
+                    continue
+                self._changed.notify_all()  # the reader holds it: it goes on
+            if self._lost or protocol.input_over:
+                return None
+            remaining = None if deadline is None else deadline - timers.clock()
+            if remaining is not None and remaining <= 0:
+                if tried:
+                    raise TimeoutError(f"no message within {timeout}s")
+                remaining = 0.0
+            tried = True
+            if self._reading is _NOBODY and self._may_read_directly():
+                self._read_directly(remaining)
+            else:
+                if self._reading is _NOBODY:
+                    self._wake_reader(for_good=False)  # read for us now
+                self._wait(remaining)
+
+    def _join_pieces(
+        self, first: core.MessagePiece, deadline: float | None, timeout: float | None
+    ) -> Data | None:
+        """recv(), core lock held: the rest of a streamed message, joined to ``first``.
+
+        On a timeout what was taken goes back to the queue as one piece: nothing is lost.
+        The message is bounded by ``max_message_size``, as recv() promises: beyond it the
+        connection fails with 1009 (None is returned: the connection is over).
+        """
+        parts: list[Any] = [first.data]
+        size = len(first.data)
+        limit = self.options.max_message_size
+        entry: Data | core.MessagePiece | None = first
+        try:
+            while True:
+                if limit is not None and size > limit:
+                    parts = []
+                    self._fail_too_big(limit)
+                    return None
+                if type(entry) is not _Piece or entry.last:
+                    break
+                entry = self._next_entry(deadline, timeout)
+                if entry is None:
+                    return None  # the connection ended in the middle of the message
+                assert type(entry) is _Piece  # nothing comes between a message's pieces
+                parts.append(entry.data)
+                size += len(entry.data)
+        except BaseException:
+            if not parts:
+                raise
+            piece = core.MessagePiece(parts[0][:0].join(parts), False)
+            self._messages.appendleft(piece)
+            self._queued_bytes += len(piece.data)
+            raise
+        return parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[no-any-return]
+
+    def _fail_too_big(self, limit: int) -> None:
+        """Core lock held: recv() joined pieces beyond ``max_message_size``: fail with 1009
+        (the queued input is dropped, as after any failure)."""
+        reason = f"message exceeds the {limit}-byte limit"
+        self.logger.info("failing connection with %d: %s", CloseCode.MESSAGE_TOO_BIG, reason)
+        self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, reason)
+        self._messages.clear()
+        self._queued_bytes = 0
+        self._owe_write = True
+        self._wake_reader()  # input is over: the reader reads (and drops) until the end
+        self._changed.notify_all()
+        self._flush_unlocked()
+
+    def _take_stream_turn(self) -> None:
+        """Core lock held: before reading a message, check that no other thread is in the
+        middle of one, and drop what an abandoned iteration left of its message."""
+        if self._stream_token is None:
+            return
+        thread = self._stream_thread
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            raise ConcurrencyError(
+                "recv_streaming() is reading a message in another thread; read from one "
+                "thread, or close that iteration (close()) before reading here"
+            )
+        # Left in the middle of a message by this thread (or by a thread that ended).
+        self._stream_token = self._stream_thread = None
+        self._stream_discard = True
+
+    def _discard_abandoned(self, deadline: float | None, timeout: float | None) -> None:
+        """Core lock held: drop the rest of a message whose iteration stopped early."""
+        while self._stream_discard:
+            entry = self._next_entry(deadline, timeout)
+            if entry is None or type(entry) is not _Piece or entry.last:
+                self._stream_discard = False
+                if entry is not None and type(entry) is not _Piece:  # cannot happen
+                    self._messages.appendleft(entry)
+                    self._queued_bytes += len(entry)  # type: ignore[arg-type]
+
+    def _set_streaming(self, on: bool) -> None:
+        """Core lock held: switch the core's streaming mode, handle what it delivers."""
+        if on is self._streaming:
+            return
+        self._streaming = on
+        self.protocol.set_streaming(on)
+        self._dispatch(self.protocol.events_received())
+        self._flush_unlocked()
+
+    def recv_streaming(
+        self, decode: bool | None = None, timeout: float | None = None
+    ) -> Iterator[Data]:
+        """Iterate over the next message in pieces, as they arrive: ``str`` pieces for a
+        text message, ``bytes`` pieces for a binary one; their concatenation is the message.
+
+        ``for chunk in ws.recv_streaming(): ...`` holds no more of a message than the
+        receive queue (``max_queue``) and one read, whatever its size: a large message can
+        be written to a file or a socket as it arrives. Its size is bounded by
+        ``max_streaming_size`` instead of ``max_message_size``. Text pieces are validated
+        and decoded as they arrive (a character is never split between pieces; invalid
+        UTF-8 closes the connection with 1007 at once). ``decode`` converts the pieces as
+        :meth:`recv` does; ``timeout`` bounds the wait for each piece (TimeoutError: the
+        iteration may be resumed, nothing is lost).
+
+        The iteration yields at least one piece (an empty one for an empty message), and no
+        other empty one.
+
+        Streaming starts when this method is called, before the iteration: from then on the
+        connection receives every message in pieces, and :meth:`recv` joins them and holds
+        them to ``max_message_size`` (so whether a message may exceed ``max_message_size``
+        never depends on when a call comes). A message that grew beyond
+        ``max_message_size`` before the first call fails the connection with 1009 as ever:
+        call it before the peer may send one, e.g. before sending the request it answers
+        (``pieces = ws.recv_streaming(); ws.send(request); for ...``). What arrived of a
+        message in progress at the first call (at most ``max_message_size``) is its first
+        piece.
+
+        Stopping before the last piece (``break``, an exception) leaves the rest of the
+        message to be dropped by the next :meth:`recv` or ``recv_streaming()``.
+        Raise :class:`ConnectionClosed` as :meth:`recv` does (also when the connection ends
+        in the middle of the message), and :class:`ConcurrencyError` if another thread is
+        receiving.
+        """
+        with self._core_lock:
+            self._set_streaming(True)
+        return self._stream_pieces(decode, timeout)
+
+    def _stream_pieces(self, decode: bool | None, timeout: float | None) -> Iterator[Data]:
+        """The iteration of :meth:`recv_streaming`."""
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None
+        converter = None if decode is None else core.PieceDecoder(decode)
+        token: object | None = None  # set while in the middle of the message
+        started = False
+        yielded = False
+        try:
+            while True:
+                deadline = None if timeout is None else timers.clock() + timeout
+                with self._changed:
+                    if self._recv_busy:
+                        raise ConcurrencyError(
+                            "recv() is already waiting in another thread; "
+                            "read from one thread, or share messages through a queue.Queue"
+                        )
+                    self._recv_busy = True
+                    try:
+                        if not started:
+                            self._take_stream_turn()
+                            self._discard_abandoned(deadline, timeout)
+                            started = True
+                        elif token is not None and self._stream_token is not token:
+                            raise ConcurrencyError(
+                                "this recv_streaming() iteration was abandoned: recv() or "
+                                "recv_streaming() was called in the middle of its message"
+                            )
+                        entry = self._next_entry(deadline, timeout)
+                        if entry is not None:
+                            if type(entry) is _Piece:
+                                data, last = entry.data, entry.last
+                            else:
+                                data, last = entry, True  # type: ignore[assignment]
+                            if last:
+                                if token is not None and self._stream_token is token:
+                                    self._stream_token = self._stream_thread = None
+                                token = None
+                            elif token is None:
+                                token = self._stream_token = object()
+                                self._stream_thread = threading.current_thread()
+                    finally:
+                        self._recv_busy = False
+                if entry is None:
+                    self._flush_and_wait()
+                    raise self.protocol.close_exception(self._lost_exc)
+                if converter is not None:
+                    data = converter.convert(data, last)
+                if data or (last and not yielded):
+                    yielded = True
+                    yield data
+                if last:
+                    return
+        finally:
+            if token is not None:
+                with self._core_lock:
+                    if self._stream_token is token:
+                        # Stopped in the middle: the rest is dropped by the next read.
+                        self._stream_token = self._stream_thread = None
+                        self._stream_discard = True
 
     def _may_read_directly(self) -> bool:
         """Core lock held: whether recv() may read the socket in this thread.

@@ -51,6 +51,31 @@ class Extension(abc.ABC):
         that breaks the extension's rules.
         """
 
+    def decode_bounded(self, frame: Frame, *, max_size: int | None, max_output: int) -> Frame:
+        """Like :meth:`decode`, but return at most ``max_output`` payload bytes.
+
+        For streamed messages (:meth:`Connection.set_streaming
+        <websock.protocol.connection.Connection.set_streaming>`): an extension that
+        expands data keeps what it could not return yet, sets :attr:`decode_pending`, and
+        returns the rest, ``max_output`` bytes at a time, from :meth:`decode_continue`.
+        The frame returned has FIN only once nothing is pending; the bound ``max_size``
+        applies as in :meth:`decode`, across the steps. This default decodes the whole
+        frame at once, which suits extensions that do not expand data.
+        """
+        return self.decode(frame, max_size=max_size)
+
+    @property
+    def decode_pending(self) -> bool:
+        """True while output of the frame given to :meth:`decode_bounded` is left to
+        return (call :meth:`decode_continue`)."""
+        return False
+
+    def decode_continue(self, *, max_size: int | None, max_output: int) -> Frame:
+        """The next (at most ``max_output`` bytes) of the frame :meth:`decode_bounded` left
+        unfinished: a continuation frame, with FIN once nothing is pending any more if the
+        frame had FIN."""
+        raise RuntimeError("decode_continue() called while nothing is pending")
+
     @abc.abstractmethod
     def encode(self, frame: Frame) -> Frame:
         """Apply this extension to a frame about to be sent."""

@@ -163,6 +163,11 @@ class PerMessageDeflate(Extension):
         "_encoder",
         "_encoding",
         "_final_flush",
+        "_more",
+        "_more_fin",
+        "_more_opcode",
+        "_more_rsv",
+        "_more_input",
     )
 
     def __init__(
@@ -195,6 +200,14 @@ class PerMessageDeflate(Extension):
         # A full flush ends each message without context takeover: it empties the
         # compressor's history without the ~20 us of allocating a new compressor.
         self._final_flush = _Z_FULL_FLUSH if local_no_context_takeover else _Z_SYNC_FLUSH
+        # Bounded inflation (decode_bounded): whether output is left, and what to resume with:
+        # the frame's FIN, the opcode of the next step, its RSV2/RSV3 bits and the input zlib
+        # has not consumed yet (at most the frame's payload).
+        self._more = False
+        self._more_fin = False
+        self._more_opcode = 0
+        self._more_rsv = (False, False)
+        self._more_input = b""
 
     def __repr__(self) -> str:
         return (
@@ -248,10 +261,12 @@ class PerMessageDeflate(Extension):
             raise ProtocolError(f"invalid compressed data: {exc}", close_code=1007) from exc
         if max_size is not None and len(payload) > max_size:
             self._decoder = None  # release the unconsumed input zlib holds on to
-            raise PayloadTooBig(
-                f"message exceeds the size limit after decompression "
-                f"(only {max_size} more bytes allowed)"
-            )
+            raise _too_big(max_size)
+        self._end_of_frame(decoder, fin)
+        return Frame(opcode, payload, fin, False, frame.rsv2, frame.rsv3)
+
+    def _end_of_frame(self, decoder: zlib._Decompress, fin: bool) -> None:
+        """All of a frame's input is inflated: check what ends it, drop the context if due."""
         if decoder.eof:
             # The peer ended the deflate stream with a BFINAL block (section 7.2.3.4). What
             # may follow is the start of an empty stored block, 0x00, which the example
@@ -268,7 +283,69 @@ class PerMessageDeflate(Extension):
         elif fin and self.remote_no_context_takeover:
             self._decoder = None
         self._decoding = not fin
-        return Frame(opcode, payload, fin, False, frame.rsv2, frame.rsv3)
+
+    def decode_bounded(self, frame: Frame, *, max_size: int | None, max_output: int) -> Frame:
+        """Like :meth:`decode`, inflating at most ``max_output`` bytes now; the rest comes
+        from :meth:`decode_continue` (see :meth:`Extension.decode_bounded`).
+
+        zlib's ``max_length`` stops the inflation, keeping the input not yet consumed
+        (``unconsumed_tail``, at most this frame's payload): memory is bounded by the frame
+        and the step, never by the compression ratio.
+        """
+        opcode = frame.opcode
+        if opcode >= 8 or not (frame.rsv1 or (opcode == 0 and self._decoding)):
+            # Not compressed data (decode() passes it through, or rejects bad RSV1 bits).
+            self._more = False
+            return self.decode(frame, max_size=max_size)
+        if opcode == 0 and frame.rsv1:
+            return self.decode(frame, max_size=max_size)  # raises: RSV1 on a continuation
+        if self._decoder is None:
+            self._decoder = zlib.decompressobj(-self.remote_max_window_bits)
+        fin = frame.fin
+        self._more_input = frame.payload + _TAIL if fin else frame.payload
+        self._more_fin = fin
+        self._more_opcode = opcode
+        self._more_rsv = (frame.rsv2, frame.rsv3)
+        return self._inflate_step(max_size, max_output)
+
+    @property
+    def decode_pending(self) -> bool:
+        """True while inflated output of the last frame is left (:meth:`decode_continue`)."""
+        return self._more
+
+    def decode_continue(self, *, max_size: int | None, max_output: int) -> Frame:
+        """Inflate the next (at most ``max_output``) bytes of the frame being decoded."""
+        if not self._more:
+            raise RuntimeError("decode_continue() called while nothing is pending")
+        return self._inflate_step(max_size, max_output)
+
+    def _inflate_step(self, max_size: int | None, max_output: int) -> Frame:
+        decoder = self._decoder
+        assert decoder is not None
+        limit = max_output if max_size is None else min(max_output, max_size + 1)
+        opcode, fin = self._more_opcode, self._more_fin
+        rsv2, rsv3 = self._more_rsv
+        self._more_opcode = 0  # later steps are continuations
+        self._more = False
+        try:
+            payload = decoder.decompress(self._more_input, limit)
+        except zlib.error as exc:
+            self._more_input = b""
+            raise ProtocolError(f"invalid compressed data: {exc}", close_code=1007) from exc
+        if max_size is not None and len(payload) > max_size:
+            self._decoder = None  # release the unconsumed input zlib holds on to
+            self._more_input = b""
+            raise _too_big(max_size)
+        if len(payload) == limit and not decoder.eof:
+            # zlib stopped at the bound: more output may follow, from the input it has not
+            # consumed (and maybe from its own state: an empty input still flushes it).
+            self._more_input = decoder.unconsumed_tail
+            self._more = True
+            return Frame(opcode, payload, False, False, rsv2, rsv3)
+        # Shorter than the bound: zlib consumed all the input and emitted all it could.
+        self._more_input = b""
+        self._end_of_frame(decoder, fin)
+        return Frame(opcode, payload, fin, False, rsv2, rsv3)
 
     def encode(self, frame: Frame) -> Frame:
         """Deflate a data frame to send; pass control frames through.
@@ -307,6 +384,12 @@ class PerMessageDeflate(Extension):
         else:
             data = encoder.compress(frame.payload) + encoder.flush(_Z_SYNC_FLUSH)
         return Frame(opcode, data, fin, opcode != 0, frame.rsv2, frame.rsv3)
+
+
+def _too_big(max_size: int) -> PayloadTooBig:
+    return PayloadTooBig(
+        f"message exceeds the size limit after decompression (only {max_size} more bytes allowed)"
+    )
 
 
 class ServerPerMessageDeflateFactory(ServerExtensionFactory):
