@@ -290,6 +290,7 @@ _NON_DEFAULTS: dict[str, Any] = {
     "max_frame_size": 2345,
     "max_fragments": 77,
     "max_streaming_size": 98765,
+    "streaming": True,
     "max_queue": 5,
     "write_limit": 4321,
     "max_handshake_size": 7777,

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .connection_logger import LoggerLike
-from .protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.connection import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_STREAMING_SIZE,
+)
 from .protocol.extensions.base import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -77,11 +81,6 @@ CLOSE_GRACE = 1.0
 #: 50; a WebSocket endpoint that needs more than a couple is misconfigured.
 DEFAULT_MAX_REDIRECTS = 10
 
-#: The size limit of a message received through ``recv_streaming()``: 1 GiB. Streaming keeps
-#: memory bounded by the receive queue whatever the message's size, so the limit is about
-#: how long a peer may keep one message going, not about memory; an application streaming
-#: larger uploads raises it (None: no limit).
-DEFAULT_MAX_STREAMING_SIZE = 1 << 30
 
 #: A connection with more than this many bytes of output not yet taken by the kernel is a
 #: slow consumer for broadcast(): 1 MiB, a second of a 1 MB/s feed, far more than a reading
@@ -235,6 +234,9 @@ class Options:
     max_frame_size: int | None = None
     max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
     max_streaming_size: int | None = DEFAULT_MAX_STREAMING_SIZE
+    # True: streaming from the first message on (recv_streaming() may take a first message
+    # larger than max_message_size, which can arrive before the application's first call).
+    streaming: bool = False
     max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE
     write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT
     max_handshake_size: int | None = MAX_HEAD_SIZE
@@ -272,6 +274,8 @@ class Options:
         _check_size("max_frame_size", self.max_frame_size)
         _check_size("max_fragments", self.max_fragments, 1)
         _check_size("max_streaming_size", self.max_streaming_size)
+        if not isinstance(self.streaming, bool):
+            raise ValueError(f"streaming must be True or False, got {self.streaming!r}")
         _check_size("max_handshake_size", self.max_handshake_size, 1)
         _check_size("max_headers", self.max_headers, 1)
         _check_size("max_connections", self.max_connections, 1)

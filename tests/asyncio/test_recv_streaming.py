@@ -409,3 +409,27 @@ async def test_backpressure_pauses_reading(
     assert total == 8 * MiB
     # The queue's bound, plus the piece that crossed it (at most one read).
     assert max(peaks) <= 256 * 1024 + 256 * 1024
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_streaming_option_takes_a_large_first_message(
+    start_server: Any, streaming: bool
+) -> None:
+    """A server that sends a large message at once: with ``streaming=True`` the client
+    streams it whatever the time its first recv_streaming() call comes; without, it is
+    over max_message_size (1009)."""
+    payload = os.urandom(3 * MiB)
+
+    async def handler(ws: websock.ServerConnection) -> None:
+        await ws.send(payload)
+        await ws.wait_closed()
+
+    async with start_server(handler) as running:
+        async with running.connect(streaming=streaming) as ws:
+            assert ws.options.max_message_size == MiB  # the default
+            if streaming:
+                assert b"".join(await collect(ws)) == payload
+            else:  # recv(), which any message reaches before the application asks
+                with pytest.raises(ConnectionClosedError) as failed:
+                    await ws.recv()
+                assert failed.value.sent is not None and failed.value.sent.code == 1009

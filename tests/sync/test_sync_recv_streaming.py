@@ -350,3 +350,24 @@ def test_empty_message() -> None:
         ws.send([b"", b""])
         assert results.get() == [""]
         assert results.get() == [b""]
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_streaming_option_takes_a_large_first_message(streaming: bool) -> None:
+    payload = os.urandom(3 * MiB)
+
+    def handler(ws: ServerConnection) -> None:
+        ws.send(payload)
+        for _ in ws:
+            pass
+
+    with (
+        running_server(handler) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", streaming=streaming) as ws,
+    ):
+        if streaming:
+            assert b"".join(ws.recv_streaming(timeout=TIMEOUT)) == payload  # type: ignore[arg-type]
+        else:
+            with pytest.raises(ConnectionClosedError) as failed:
+                ws.recv(timeout=TIMEOUT)
+            assert failed.value.sent is not None and failed.value.sent.code == 1009

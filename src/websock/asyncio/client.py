@@ -133,6 +133,9 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
       proxy (default: the system's trusted CAs).
     - ``origin``, ``subprotocols``, ``additional_headers``, ``user_agent`` (None to omit;
       ``user_agent_header``, websockets' name, is accepted too).
+    - ``max_streaming_size`` (1 GiB) bounds a message read with ``recv_streaming()``;
+      ``streaming=True`` receives in pieces from the first message on, for a server that
+      sends a large message as soon as the connection opens.
     - ``logger``: where the connection logs (a logger, an adapter or a name; default
       ``websock.client``), each line prefixed with the connection's ``id`` and peer.
     - ``compression``: ``"deflate"`` (default: offer permessage-deflate), None, or a list of
@@ -176,6 +179,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
         max_frame_size: int | None = None,
         max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         max_streaming_size: int | None = DEFAULT_MAX_STREAMING_SIZE,
+        streaming: bool = False,
         max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
         max_handshake_size: int | None = MAX_HEAD_SIZE,

@@ -346,6 +346,9 @@ class Connection(asyncio.BufferedProtocol):
             max_fragments=options.max_fragments,
             max_streaming_size=options.max_streaming_size,
         )
+        if options.streaming:  # every message in pieces from the first (Options.streaming)
+            self.protocol.set_streaming(True)
+            self._streaming = True
         if self._write_paused:
             self.protocol.pause_writing()
         self._schedule_keepalive()
@@ -1032,7 +1035,8 @@ class Connection(asyncio.BufferedProtocol):
         never depends on when a call comes). A message that grew beyond
         ``max_message_size`` before the first call fails the connection with 1009 as ever:
         call it before the peer may send one, e.g. before sending the request it answers
-        (``pieces = ws.recv_streaming(); await ws.send(request); async for ...``). What
+        (``pieces = ws.recv_streaming(); await ws.send(request); async for ...``), or
+        give ``streaming=True`` to ``serve()``/``connect()``: streaming from the start. What
         arrived of a message in progress at the first call (at most ``max_message_size``)
         is its first piece.
 

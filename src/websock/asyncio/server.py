@@ -728,7 +728,8 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       name; default ``websock.server``); each connection's lines start with its ``id``
       and peer address.
     - ``max_streaming_size``: the size limit of a message read with ``recv_streaming()``
-      (1 GiB; None = unlimited), instead of ``max_message_size``.
+      (1 GiB; None = unlimited), instead of ``max_message_size``; ``streaming=True``
+      receives every message in pieces from the first one (see ``recv_streaming()``).
     - :func:`websock.broadcast` settings: ``broadcast_limit`` (1 MiB: a connection with
       more output than this not yet taken by the kernel is a slow consumer) and
       ``slow_consumer`` (``"drop"``: skip the message for it, counted; ``"close"``: close
@@ -767,6 +768,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         max_frame_size: int | None = None,
         max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         max_streaming_size: int | None = DEFAULT_MAX_STREAMING_SIZE,
+        streaming: bool = False,
         max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
         max_handshake_size: int | None = MAX_HEAD_SIZE,

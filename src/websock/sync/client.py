@@ -78,6 +78,7 @@ def connect(
     max_frame_size: int | None = None,
     max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
     max_streaming_size: int | None = DEFAULT_MAX_STREAMING_SIZE,
+    streaming: bool = False,
     max_queue: int | tuple[int | None, int | None] | None = DEFAULT_MAX_QUEUE,
     write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
     max_handshake_size: int | None = MAX_HEAD_SIZE,

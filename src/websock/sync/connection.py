@@ -200,6 +200,9 @@ class Connection:
             max_fragments=options.max_fragments,
             max_streaming_size=options.max_streaming_size,
         )
+        if options.streaming:  # every message in pieces from the first (Options.streaming)
+            self.protocol.set_streaming(True)
+            self._streaming = True
         self.subprotocol = subprotocol
         self.extensions = extensions
         if trailing:  # frames that came with the handshake: nobody else reads yet
@@ -915,7 +918,8 @@ class Connection:
         never depends on when a call comes). A message that grew beyond
         ``max_message_size`` before the first call fails the connection with 1009 as ever:
         call it before the peer may send one, e.g. before sending the request it answers
-        (``pieces = ws.recv_streaming(); ws.send(request); for ...``). What arrived of a
+        (``pieces = ws.recv_streaming(); ws.send(request); for ...``), or give
+        ``streaming=True`` to ``serve()``/``connect()``. What arrived of a
         message in progress at the first call (at most ``max_message_size``) is its first
         piece.
 
