@@ -306,6 +306,7 @@ _NON_DEFAULTS: dict[str, Any] = {
     "process_response": min,
     "max_connections": 9,
     "broadcast_limit": 4096,
+    "trusted_proxies": ["10.0.0.0/8"],
     "slow_consumer": "close",
     "server_header": "test-server",
     "origin": "https://example.org",

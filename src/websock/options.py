@@ -27,6 +27,7 @@ from .protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
+from .protocol.forwarded import TrustedProxies
 from .protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from .protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers
 from .protocol.uri import WebSocketURI
@@ -258,6 +259,7 @@ class Options:
     select_subprotocol: Callable[..., Any] | None = None
     process_response: Callable[..., Any] | None = None
     max_connections: int | None = None
+    trusted_proxies: Sequence[str] | None = None
     broadcast_limit: int | None = DEFAULT_BROADCAST_LIMIT
     slow_consumer: Literal["drop", "close"] = "drop"
     server_header: str | None = USER_AGENT
@@ -280,6 +282,10 @@ class Options:
         _check_size("max_headers", self.max_headers, 1)
         _check_size("max_connections", self.max_connections, 1)
         _check_size("broadcast_limit", self.broadcast_limit)
+        if self.trusted_proxies is not None:
+            if isinstance(self.trusted_proxies, str):
+                raise ValueError("trusted_proxies must be a list of addresses, not a string")
+            TrustedProxies(self.trusted_proxies)  # raises ValueError for a bad entry
         if self.slow_consumer not in SLOW_CONSUMER_POLICIES:
             raise ValueError(f"slow_consumer must be 'drop' or 'close', got {self.slow_consumer!r}")
         if not _is_int(self.max_redirects) or self.max_redirects < 0:

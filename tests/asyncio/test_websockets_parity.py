@@ -125,3 +125,46 @@ async def test_server_loop_and_serving_state() -> None:
     assert not server.is_serving()
     await asyncio.wait_for(server.wait_closed(), TIMEOUT)
     assert not server.is_serving()
+
+
+@pytest.mark.parametrize("layer", ["asyncio", "sync"])
+async def test_client_address_from_trusted_proxies(layer: str) -> None:
+    """X-Forwarded-For is believed only with trusted_proxies (the TCP peer, 127.0.0.1, is
+    trusted here); remote_address stays the TCP peer."""
+    from rawpeer import RawClient
+
+    seen: list[tuple[Any, Any]] = []
+
+    def record(ws: Any) -> None:
+        seen.append((ws.remote_address, ws.client_address))
+
+    async def async_handler(ws: websock.ServerConnection) -> None:
+        record(ws)
+
+    def sync_handler(ws: websock.sync.ServerConnection) -> None:
+        record(ws)
+
+    header = "X-Forwarded-For: 198.51.100.9, 203.0.113.7\r\n"
+    for trusted in (None, ["127.0.0.0/8"]):
+        if layer == "asyncio":
+            server: Any = await websock.serve(
+                async_handler, "127.0.0.1", 0, trusted_proxies=trusted
+            )
+            port = server.port
+        else:
+            server = websock.sync.serve(sync_handler, "127.0.0.1", 0, trusted_proxies=trusted)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            port = server.socket.getsockname()[1]
+        try:
+            client = await RawClient.connect(port, extra=header)
+            await client.read_frame()  # the handler returned: Close 1000
+            await client.aclose()
+        finally:
+            if layer == "asyncio":
+                server.close()
+                await asyncio.wait_for(server.wait_closed(), TIMEOUT)
+            else:
+                await asyncio.to_thread(server.shutdown)
+    (remote, ignored), (remote_too, forwarded) = seen
+    assert ignored == remote and remote[0] == "127.0.0.1"
+    assert forwarded == ("203.0.113.7", 0) and remote_too[0] == "127.0.0.1"

@@ -30,6 +30,7 @@ from ..options import (
 )
 from ..protocol import connection as core
 from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.forwarded import TrustedProxies, forwarded_client
 from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Response, excerpt
 from . import transports
@@ -316,6 +317,19 @@ class ServerConnection(Connection):
             response = self._response_500()
         self._send_response(response)
 
+    @property
+    def client_address(self) -> Any:
+        """The client's address: ``remote_address``, unless the server trusts the peer as a
+        reverse proxy (``trusted_proxies``) and the request says who its client was in
+        ``X-Forwarded-For``: then ``(client_ip, 0)`` (the client's port is not forwarded)."""
+        trusted = self.server._trusted_proxies
+        remote = self.remote_address
+        if trusted is None or self.request is None:
+            return remote
+        peer = remote[0] if isinstance(remote, tuple) and remote else None
+        client = forwarded_client(peer, self.request.headers, trusted)
+        return remote if client is None else (client, 0)
+
     def respond(
         self, status: int, text: str = "", headers: Mapping[str, str] | None = None
     ) -> Response:
@@ -495,6 +509,9 @@ class Server:
         #: Where the server logs (``logger=``); its connections log through a
         #: :class:`~websock.connection_logger.ConnectionLogger` wrapping it.
         self.logger = resolve_logger(options.logger, "websock.server")
+        self._trusted_proxies = (
+            None if options.trusted_proxies is None else TrustedProxies(options.trusted_proxies)
+        )
         # Built once and shared by every connection, as negotiation does not change them.
         self._extensions: list[ServerExtensionFactory] = options.server_extensions()
         self._server: asyncio.Server | None = None
@@ -724,6 +741,10 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
       descriptors and stop accepting (unlimited where there is no such limit); an int
       sets it; None: no limit. An idle connection costs about 7 KiB besides its socket.
     - ``server_header``: the Server header value, None to omit it.
+    - ``trusted_proxies``: addresses or CIDR ranges (or ``"*"``) of reverse proxies whose
+      ``X-Forwarded-For`` header is believed: ``ws.client_address`` then gives the
+      client's address instead of the proxy's (``remote_address`` stays the TCP peer).
+      None (default): the header is ignored.
     - ``logger``: where the server and its connections log (a logger, an adapter or a
       name; default ``websock.server``); each connection's lines start with its ``id``
       and peer address.
@@ -781,6 +802,7 @@ class serve:  # noqa: N801 - used like a function: `async with serve(...)` / `aw
         max_connections: int | None | Literal["auto"] = "auto",
         server_header: str | None = USER_AGENT,
         logger: LoggerLike = None,
+        trusted_proxies: Sequence[str] | None = None,
         # Broadcast (websock.broadcast)
         broadcast_limit: int | None = DEFAULT_BROADCAST_LIMIT,
         slow_consumer: Literal["drop", "close"] = "drop",

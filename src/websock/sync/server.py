@@ -36,6 +36,7 @@ from ..options import (
 from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.forwarded import TrustedProxies, forwarded_client
 from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Response, excerpt
 from . import timers
@@ -88,6 +89,19 @@ class ServerConnection(Connection):
             max_headers=options.max_headers,
             server_header=options.server_header,
         )
+
+    @property
+    def client_address(self) -> Any:
+        """The client's address: ``remote_address``, unless the server trusts the peer as a
+        reverse proxy (``trusted_proxies``) and the request says who its client was in
+        ``X-Forwarded-For``: then ``(client_ip, 0)`` (the client's port is not forwarded)."""
+        trusted = self.server._trusted_proxies
+        remote = self.remote_address
+        if trusted is None or self.request is None:
+            return remote
+        peer = remote[0] if isinstance(remote, tuple) and remote else None
+        client = forwarded_client(peer, self.request.headers, trusted)
+        return remote if client is None else (client, 0)
 
     def respond(
         self, status: int, text: str = "", headers: Mapping[str, str] | None = None
@@ -331,6 +345,9 @@ class Server:
         #: Where the server logs (``logger=``); its connections log through a
         #: :class:`~websock.connection_logger.ConnectionLogger` wrapping it.
         self.logger = resolve_logger(options.logger, "websock.server")
+        self._trusted_proxies = (
+            None if options.trusted_proxies is None else TrustedProxies(options.trusted_proxies)
+        )
         self._ssl = ssl
         self._connections: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
@@ -524,6 +541,7 @@ def serve(
     max_connections: int | None | Literal["auto"] = "auto",
     server_header: str | None = USER_AGENT,
     logger: LoggerLike = None,
+    trusted_proxies: Sequence[str] | None = None,
     backlog: int = 128,
 ) -> Server:
     """Listen on ``host``:``port`` and return a :class:`Server` calling ``handler(connection)``
