@@ -28,7 +28,7 @@ import websock
 from redisserver import RedisServer
 from websock.pubsub import ENVELOPE_MAGIC, Hub
 
-redis_asyncio = pytest.importorskip("redis.asyncio", reason="pip install 'websock[redis]'")
+redis_asyncio = pytest.importorskip("redis.asyncio", reason="pip install 'pywebsock[redis]'")
 
 pytest_plugins = ["redisserver"]
 

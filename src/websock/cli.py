@@ -165,7 +165,7 @@ def _cache_dir() -> Path:
 def dev_certificate(directory: Path | None = None) -> tuple[Path, Path, Path]:
     """Return (ca.pem, cert.pem, key.pem) of a development certificate for localhost.
 
-    Made once with ``trustme`` (``pip install 'websock[dev-cert]'``) and reused, so a client
+    Made once with ``trustme`` (``pip install 'pywebsock[dev-cert]'``) and reused, so a client
     that trusts ``ca.pem`` keeps working across restarts. Valid for localhost, 127.0.0.1
     and ::1. For development only: the CA's key sits beside it.
     """
@@ -178,7 +178,7 @@ def dev_certificate(directory: Path | None = None) -> tuple[Path, Path, Path]:
     except ImportError:
         raise SystemExit(
             "websock serve: a development certificate needs trustme: "
-            "pip install 'websock[dev-cert]' (or pass --certfile/--keyfile, or --plain)"
+            "pip install 'pywebsock[dev-cert]' (or pass --certfile/--keyfile, or --plain)"
         ) from None
     directory.mkdir(parents=True, exist_ok=True)
     authority = trustme.CA(organization_name="websock development CA")
@@ -529,7 +529,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="websock", description="WebSocket echo server, client and chat demo."
     )
-    parser.add_argument("--version", action="version", version=f"websock {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_PrintVersion,
+        nargs=0,
+        help="show the version and whether the C accelerator is on, and exit",
+    )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
@@ -654,7 +659,7 @@ def _parser() -> argparse.ArgumentParser:
         "--redis",
         metavar="URL",
         help="share the rooms between workers and hosts through Redis "
-        "(redis://host:port/db; needs pip install 'websock[redis]')",
+        "(redis://host:port/db; needs pip install 'pywebsock[redis]')",
     )
     h.add_argument(
         "--max-message-size",
@@ -670,6 +675,32 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-message-size", type=_size, default=DEFAULT_MAX_MESSAGE_SIZE)
     c.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
     return parser
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``, printed as it is (argparse's own action wraps long lines)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(_version())
+        parser.exit()
+
+
+def _version() -> str:
+    """``websock X.Y.Z (pywebsock; C accelerator: on|off; Python 3.N.M)``."""
+    import platform
+
+    from .protocol.frames import ACCELERATED
+
+    if ACCELERATED:
+        accelerator = "on"
+    elif os.environ.get("WEBSOCK_PURE_PYTHON"):
+        accelerator = "off (WEBSOCK_PURE_PYTHON is set)"
+    else:
+        accelerator = "off (not built: pure Python)"
+    return (
+        f"websock {__version__} (distribution pywebsock; C accelerator: {accelerator}; "
+        f"Python {platform.python_version()})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

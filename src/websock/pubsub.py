@@ -153,7 +153,7 @@ class Hub:
 
     Without ``redis_url``, a hub serves this process only and needs no lifecycle. With it
     (``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS, ``unix://``, as
-    redis-py parses it; the ``redis`` extra: ``pip install 'websock[redis]'``), call
+    redis-py parses it; the ``redis`` extra: ``pip install 'pywebsock[redis]'``), call
     :meth:`start` and :meth:`close`, or use ``async with``.
 
     ``prefix``: of the Redis channels (hubs talk to each other only with the same prefix).
@@ -661,7 +661,8 @@ def _connection_pool(url: str, **options: Any) -> Any:
         import redis.asyncio
     except ImportError as exc:
         raise ImportError(
-            "the Redis backplane of websock.pubsub.Hub needs redis-py: pip install 'websock[redis]'"
+            "the Redis backplane of websock.pubsub.Hub needs redis-py: "
+            "pip install 'pywebsock[redis]'"
         ) from exc
     # Options in the URL's query string win over these defaults.
     return redis.asyncio.ConnectionPool.from_url(url, decode_responses=False, **options)

@@ -1,4 +1,4 @@
-"""SOCKS proxies through python-socks (the ``websock[socks]`` extra), for both I/O layers.
+"""SOCKS proxies through python-socks (the ``pywebsock[socks]`` extra), for both I/O layers.
 
 python-socks speaks SOCKS4, SOCKS4a, SOCKS5 and SOCKS5h and hands back a connected socket
 to the destination; this module loads it with a clear error when it is missing, builds its
@@ -26,7 +26,9 @@ def python_socks() -> Any:
     try:
         import python_socks
     except ImportError:
-        raise ImportError("SOCKS proxies need python-socks: pip install 'websock[socks]'") from None
+        raise ImportError(
+            "SOCKS proxies need python-socks: pip install 'pywebsock[socks]'"
+        ) from None
     return python_socks
 
 

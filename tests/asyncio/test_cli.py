@@ -176,3 +176,27 @@ async def test_connect_cli_server_closes(start_server: Any) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+def test_version_says_whether_the_accelerator_is_on() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from websock.protocol.frames import ACCELERATED
+
+    out = subprocess.run(
+        [sys.executable, "-m", "websock", "--version"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert out.startswith("websock ") and "distribution pywebsock" in out
+    assert ("C accelerator: on" in out) is (
+        ACCELERATED and not os.environ.get("WEBSOCK_PURE_PYTHON")
+    )
+    forced = subprocess.run(
+        [sys.executable, "-m", "websock", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBSOCK_PURE_PYTHON": "1"},
+    ).stdout
+    assert "C accelerator: off (WEBSOCK_PURE_PYTHON is set)" in forced

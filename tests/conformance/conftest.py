@@ -39,9 +39,11 @@ Environment knobs:
 - WEBSOCK_CONFORMANCE_TIME_FACTOR: multiplies every time limit (slow machines).
 - WEBSOCK_CONFORMANCE_PARALLELISM: cases run at once, instead of the variant's setting.
 
-Each run writes compliance/SUMMARY-<variant>.md (only for a full run of websock; partial
-or stand-in runs write theirs under compliance/reports/) and keeps kosoku's reports and
-the logs of every process in compliance/reports/<variant>/ (git-ignored).
+Each run writes its summary to compliance/reports/SUMMARY-<variant>.md, and keeps kosoku's
+reports and the logs of every process in compliance/reports/<variant>/ (git-ignored): a test
+run does not rewrite tracked files. With WEBSOCK_WRITE_SUMMARIES=1, a full run of websock
+writes the summary to compliance/SUMMARY-<variant>.md instead, the copy kept in the repository
+(partial or stand-in runs never do).
 """
 
 from __future__ import annotations
@@ -768,7 +770,11 @@ def write_summary(
         (v for o in outcomes for v in o.verdicts.values()), key=lambda v: case_key(v.case_id)
     )
     label = implementation_label(variant)
-    official = full_run() and label.startswith("websock ")
+    official = (
+        full_run()
+        and label.startswith("websock ")
+        and os.environ.get("WEBSOCK_WRITE_SUMMARIES") == "1"
+    )
     path = (COMPLIANCE if official else REPORTS) / f"SUMMARY-{variant.name}.md"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     role = (

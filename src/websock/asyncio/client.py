@@ -125,7 +125,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
     - ``host``/``port``/``sock``: connect there instead of the URI's host and port.
     - ``proxy``: the proxy to connect through: a URL (``http://``, ``https://``,
       ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``, with
-      ``user:password@`` if it wants credentials; SOCKS needs the ``websock[socks]``
+      ``user:password@`` if it wants credentials; SOCKS needs the ``pywebsock[socks]``
       extra), True (default) for the one the environment sets (``https_proxy`` for wss://,
       ``http_proxy`` for ws://, ``all_proxy``, in lower or upper case, unless ``no_proxy``
       lists the host: see :mod:`websock.protocol.proxy`), None for none. Ignored with

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "ACCELERATED",
     "Opcode",
     "Frame",
     "DATA_OPCODES",
@@ -102,12 +103,15 @@ apply_mask = apply_mask_python
 masked_frame = masked_frame_python
 mask_inplace = mask_inplace_python
 message_buffer: Callable[[int], tuple[bytes | bytearray, memoryview]] = message_buffer_python
+#: True when the C accelerator is in use (``python -m websock --version`` says it too).
+ACCELERATED = False
 if not os.environ.get("WEBSOCK_PURE_PYTHON"):
     try:
         from .._speedups import apply_mask, mask_inplace, masked_frame
         from .._speedups import message_buffer as _message_buffer_c
 
         message_buffer = _message_buffer_c
+        ACCELERATED = True
     except ImportError:  # pragma: no cover - depends on the build
         pass
 

@@ -10,7 +10,7 @@
 - :class:`ProxyConnect` is the CONNECT request and the parsing of its answer: bytes out,
   bytes in, the proxy's response or an exception.
 
-SOCKS is spoken by python-socks (the ``websock[socks]`` extra) in the I/O layers: a
+SOCKS is spoken by python-socks (the ``pywebsock[socks]`` extra) in the I/O layers: a
 well-kept implementation of four protocol variants is worth more than our own copy.
 """
 
