@@ -37,7 +37,7 @@ def round_trip(uri: str, **kwargs: Any) -> None:
 
 
 def serving(secure: bool, tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> Any:
-    return running_server(echo, ssl=tls[0] if secure else None)
+    return running_server(echo, ssl=tls[0] if secure else None, max_message_size=8 << 20)
 
 
 def uri_of(server: Any, secure: bool, host: str = "127.0.0.1") -> str:
@@ -67,18 +67,33 @@ def test_https_proxy(tls: tuple[ssl.SSLContext, ssl.SSLContext], https_proxy: Pr
         assert https_proxy.connects() == [f"127.0.0.1:{server.socket.getsockname()[1]}"]
 
 
-def test_https_proxy_refuses_tls_inside_tls(
-    tls: tuple[ssl.SSLContext, ssl.SSLContext], https_proxy: ProxyServer
+def test_wss_through_https_proxy(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], https_proxy_auth: ProxyServer
 ) -> None:
+    """TLS inside TLS: the server's TLS runs through the proxy's (tls_tunnel.py); keepalive
+    pings and a large message both ways exercise the reader and writer threads together."""
     with serving(True, tls) as server:
-        with pytest.raises(websock.ProxyError, match="TLS inside TLS"):
-            connect(
-                uri_of(server, True),
-                proxy=https_proxy.url,
-                proxy_ssl=https_proxy.client_context,
-                ssl=tls[1],
-            )
-    assert https_proxy.connects() == []  # refused before connecting anywhere
+        round_trip(
+            uri_of(server, True),
+            proxy=https_proxy_auth.url,
+            proxy_ssl=https_proxy_auth.client_context,
+            ssl=tls[1],
+        )
+        with connect(
+            uri_of(server, True),
+            proxy=https_proxy_auth.url,
+            proxy_ssl=https_proxy_auth.client_context,
+            ssl=tls[1],
+            open_timeout=TIMEOUT,
+            max_message_size=8 << 20,
+        ) as ws:
+            assert ws.socket.version() is not None  # type: ignore[union-attr]
+            ws.ping()
+            big = b"\x02" * (4 << 20)
+            ws.send(big)
+            assert ws.recv(timeout=TIMEOUT) == big
+        assert ws.close_code == 1000
+        assert https_proxy_auth.connects() == [f"127.0.0.1:{server.socket.getsockname()[1]}"] * 2
 
 
 @pytest.mark.parametrize("scheme", ["socks5", "socks5h"])

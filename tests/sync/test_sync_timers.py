@@ -10,13 +10,18 @@ from syncpeer import TIMEOUT
 from websock.sync import timers
 
 
-def test_callbacks_run_in_deadline_order() -> None:
+def test_callbacks_run_in_deadline_order(monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[str] = []
     done = threading.Event()
+    # The clock stands still while the timers are set, so that their deadlines are 10 ms
+    # apart however long the calls take on a loaded machine.
+    now = timers.clock()
+    monkeypatch.setattr(timers, "clock", lambda: now)
     timers.call_later(0.03, ran.append, "third")
     timers.call_later(0.01, ran.append, "first")
     timers.call_later(0.02, ran.append, "second")
     timers.call_later(0.04, done.set)
+    monkeypatch.undo()
     assert done.wait(TIMEOUT)
     assert ran == ["first", "second", "third"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from ..connection_logger import ConnectionLogger, LoggerLike, resolve_logger
-from ..exceptions import InvalidStatus, ProxyError
+from ..exceptions import InvalidStatus
 from ..options import (
     ABSENT,
     DEFAULT_CLOSE_TIMEOUT,
@@ -38,6 +38,7 @@ from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
 from ..socks import proxy_arguments, socks_error, socks_errors
 from . import timers
 from .connection import Connection, read_head
+from .tls_tunnel import TLSTunnelSocket
 
 __all__ = ["connect", "reconnecting", "unix_connect", "ClientConnection"]
 
@@ -101,9 +102,8 @@ def connect(
     ``compression``, the limits and the timeouts;
     ``open_timeout`` bounds TCP, the proxy, TLS and the HTTP upgrade together
     (:class:`TimeoutError`). ``write_limit`` has no effect: a blocking ``send`` waits for
-    the kernel's socket buffer. One difference: wss:// through an ``https://`` proxy (TLS
-    inside TLS) is not supported here; use an ``http://`` proxy (the server's TLS runs end
-    to end through the tunnel either way) or the asyncio client.
+    the kernel's socket buffer. wss:// through an ``https://`` proxy runs TLS inside TLS
+    (:class:`~websock.sync.tls_tunnel.TLSTunnelSocket`).
     """
     parsed = parse_uri(uri)
     user_agent = user_agent_alias(user_agent, user_agent_header)
@@ -168,11 +168,6 @@ def _connect_once(
 
     try:
         if proxy is not None:
-            if parsed.secure and proxy.scheme == "https":
-                raise ProxyError(
-                    "websock.sync cannot run TLS inside TLS (wss:// through an https:// "
-                    "proxy): use an http:// proxy, or websock's asyncio client"
-                )
             sock = _open_tunnel(
                 proxy, host or parsed.host, port or parsed.port, options, proxy_ssl, deadline
             )
@@ -190,7 +185,13 @@ def _connect_once(
         if parsed.secure:
             context = ssl if ssl is not None else ssl_module.create_default_context()
             sock.settimeout(remaining())
-            sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
+            hostname = server_hostname or parsed.host
+            if isinstance(sock, ssl_module.SSLSocket):  # an https:// proxy: TLS inside TLS
+                tunnel = TLSTunnelSocket(sock, context, hostname)
+                tunnel.do_handshake()
+                sock = tunnel  # type: ignore[assignment]  # the socket methods we use
+            else:
+                sock = context.wrap_socket(sock, server_hostname=hostname)
         connection = ClientConnection(sock, options, handshake.request)
         for chunk in handshake.data_to_send():
             sock.settimeout(remaining())

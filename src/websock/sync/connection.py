@@ -51,6 +51,7 @@ from ..protocol import connection as core
 from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
 from . import timers
+from .tls_tunnel import TLSTunnelSocket
 
 __all__ = ["Connection", "Data", "read_head"]
 
@@ -80,6 +81,10 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 HANDSHAKE_READ = 4096
 
 Head = TypeVar("Head")
+
+
+# What websock.sync reads over TLS: a plain TLS socket, or TLS inside TLS (an https proxy).
+_TLS_SOCKETS = (ssl.SSLSocket, TLSTunnelSocket)
 
 
 def read_head(
@@ -117,7 +122,7 @@ class Connection:
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.socket = sock
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._tls = isinstance(sock, _TLS_SOCKETS)
         #: The settings this connection runs with.
         self.options = options
         #: The negotiated subprotocol, if any.
@@ -389,7 +394,7 @@ class Connection:
     def _tls_pending(self) -> bool:
         """Whether decrypted bytes wait in the TLS layer (never for plain TCP)."""
         sock = self.socket
-        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        return isinstance(sock, _TLS_SOCKETS) and sock.pending() > 0
 
     def _readable(self, timeout: float) -> bool:
         """Whether the socket has data within ``timeout`` (or is at EOF or failed); at most
@@ -704,7 +709,11 @@ class Connection:
 
     def _shutdown(self, how: int) -> None:
         try:
-            socket.socket.shutdown(self.socket, how)
+            if isinstance(self.socket, TLSTunnelSocket):
+                self.socket.shutdown_tcp(how)
+            else:
+                # Not SSLSocket.shutdown: TCP's end, without waiting for TLS's.
+                socket.socket.shutdown(self.socket, how)
         except OSError:
             pass  # already closed or reset
 
