@@ -208,5 +208,5 @@ async def test_misuse() -> None:
 def test_redis_extra_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    with pytest.raises(ImportError, match=r"pip install 'websock\[redis\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'pywebsock\[redis\]'"):
         Hub("redis://127.0.0.1:6379/0")

@@ -91,6 +91,7 @@ from typing import Any, Literal
 from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.connection import Connection
 from .options import ABSENT, _Absent
+from .protocol.broadcast import message_payload
 from .reconnect import Backoff
 
 __all__ = ["Hub", "HubStats", "DEFAULT_PREFIX", "ENVELOPE_MAGIC", "REDIS_BACKOFF"]
@@ -336,17 +337,7 @@ class Hub:
         """
         if not isinstance(topic, str):
             raise TypeError(f"a topic is a str, got {type(topic).__name__}")
-        if isinstance(message, str):
-            payload = message.encode()
-            is_text = True if text is None else text
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            payload = bytes(message)
-            is_text = bool(text)
-        else:
-            raise TypeError(
-                f"cannot publish {type(message).__name__}: a message is str (text) or "
-                "bytes-like (binary)"
-            )
+        payload, is_text = message_payload(message, text, "publish")
         self.stats.published += 1
         result = self._deliver(topic, payload, is_text)
         if self._pool is not None:

@@ -27,9 +27,24 @@ from .connection import Connection, Role
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Opcode, frame_header
 
-__all__ = ["SharedFrames"]
+__all__ = ["SharedFrames", "message_payload"]
 
 _RSV1 = 0x40
+
+
+def message_payload(
+    message: str | bytes | bytearray | memoryview, text: bool | None, verb: str = "broadcast"
+) -> tuple[bytes, bool]:
+    """A message to send to many, as (payload bytes, is text): str is text, bytes-like is
+    binary, unless ``text`` says otherwise (as ``send(text=)``). TypeError for anything
+    else, naming what was attempted (``verb``)."""
+    if isinstance(message, str):
+        return message.encode(), True if text is None else text
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message), bool(text)
+    raise TypeError(
+        f"cannot {verb} {type(message).__name__}: a message is str (text) or bytes-like (binary)"
+    )
 
 
 class SharedFrames:
@@ -50,17 +65,7 @@ class SharedFrames:
         text: bool | None = None,
         compress: bool = True,
     ) -> None:
-        if isinstance(message, str):
-            payload = message.encode()
-            is_text = True if text is None else text
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            payload = bytes(message)
-            is_text = bool(text)
-        else:
-            raise TypeError(
-                f"cannot broadcast {type(message).__name__}: a message is str (text) or "
-                "bytes-like (binary)"
-            )
+        payload, is_text = message_payload(message, text)
         self.payload = payload
         self.opcode = Opcode.TEXT if is_text else Opcode.BINARY
         self.compress = compress

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from .http import Headers
+from .http import Headers, Request
 
-__all__ = ["TrustedProxies", "forwarded_client"]
+__all__ = ["TrustedProxies", "client_address", "forwarded_client"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -81,6 +82,19 @@ def forwarded_client(
         if hop:
             return _valid_host(hop)
     return None
+
+
+def client_address(
+    remote_address: Any, request: Request | None, trusted: TrustedProxies | None
+) -> Any:
+    """A server connection's ``client_address``: ``remote_address`` (the TCP peer), unless
+    ``trusted`` proxies are configured, the peer is one of them and the ``request`` names
+    its client in ``X-Forwarded-For``: then ``(client_ip, 0)`` (no port is forwarded)."""
+    if trusted is None or request is None:
+        return remote_address
+    peer = remote_address[0] if isinstance(remote_address, tuple) and remote_address else None
+    client = forwarded_client(peer, request.headers, trusted)
+    return remote_address if client is None else (client, 0)
 
 
 def _valid_host(hop: str) -> str | None:

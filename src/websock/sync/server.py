@@ -36,7 +36,7 @@ from ..options import (
 from ..protocol import connection as core
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.extensions.base import ServerExtensionFactory
-from ..protocol.forwarded import TrustedProxies, forwarded_client
+from ..protocol.forwarded import TrustedProxies, client_address
 from ..protocol.handshake import MAX_ERROR_TEXT, USER_AGENT, ServerHandshake
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers, Request, Response, excerpt
 from . import timers
@@ -95,13 +95,7 @@ class ServerConnection(Connection):
         """The client's address: ``remote_address``, unless the server trusts the peer as a
         reverse proxy (``trusted_proxies``) and the request says who its client was in
         ``X-Forwarded-For``: then ``(client_ip, 0)`` (the client's port is not forwarded)."""
-        trusted = self.server._trusted_proxies
-        remote = self.remote_address
-        if trusted is None or self.request is None:
-            return remote
-        peer = remote[0] if isinstance(remote, tuple) and remote else None
-        client = forwarded_client(peer, self.request.headers, trusted)
-        return remote if client is None else (client, 0)
+        return client_address(self.remote_address, self.request, self.server._trusted_proxies)
 
     def respond(
         self, status: int, text: str = "", headers: Mapping[str, str] | None = None
