@@ -293,37 +293,52 @@ def _run_workers(args: argparse.Namespace) -> int:
     The listening line is printed once every worker listens, with the number of workers;
     SIGINT/SIGTERM close every connection with 1001 in every worker, then exit 0.
     """
-    from .workers import WorkersFailed, run
-
     context, scheme = _server_context(args)
 
     def ready(port: int) -> None:
         line = _listening_line(args, scheme, port, "")
         print(f"{line} ({args.workers} workers)", flush=True)
 
+    return _run("serve", _echo, args, ready, ssl=context, **_server_options(args))
+
+
+def _run(
+    command: str,
+    handler: Any,
+    args: argparse.Namespace,
+    ready: Any,
+    lifespan: Any = None,
+    **serve_kwargs: Any,
+) -> int:
+    """websock.run() for a command, its failures turned into a line on stderr and an
+    exit status (1: the server failed; 2: --workers cannot be honoured here)."""
+    from .workers import WorkersFailed, run
+
     try:
         run(
-            _echo,
+            handler,
             args.host,
             args.port,
             workers=args.workers,
+            lifespan=lifespan,
             on_ready=ready,
-            ssl=context,
-            **_server_options(args),
+            **serve_kwargs,
         )
     except WorkersFailed as exc:
-        print(f"websock serve: {exc}", file=sys.stderr)
+        print(f"websock {command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except NotImplementedError as exc:
-        print(f"websock serve: --workers: {exc}", file=sys.stderr)
+        print(f"websock {command}: --workers: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        print(f"websock {command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 
 def _run_chat(args: argparse.Namespace) -> int:
     """``websock chat``: the rooms demo (websock.chat) in one process or ``--workers N``."""
     from .chat import ChatApp
-    from .workers import WorkersFailed, run
 
     if args.workers > 1 and args.redis is None:
         print(
@@ -353,27 +368,9 @@ def _run_chat(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    try:
-        run(
-            app.handler,
-            args.host,
-            args.port,
-            workers=args.workers,
-            lifespan=app.lifespan,
-            on_ready=ready,
-            ssl=context,
-            **app.serve_options(),
-        )
-    except WorkersFailed as exc:
-        print(f"websock chat: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except NotImplementedError as exc:
-        print(f"websock chat: --workers: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"websock chat: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
+    return _run(
+        "chat", app.handler, args, ready, lifespan=app.lifespan, ssl=context, **app.serve_options()
+    )
 
 
 def _sync_echo(ws: SyncServerConnection) -> None:
