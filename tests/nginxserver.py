@@ -27,22 +27,26 @@ import contextlib
 import os
 import re
 import selectors
-import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import trustme
 
 import websock
+from serverprocess import (
+    POLL,
+    STARTUP_TIMEOUT,
+    STOP_TIMEOUT,
+    launch_listening,
+    private_directory,
+    require_program,
+    stop_process_group,
+)
 
 __all__ = [
     "STARTUP_TIMEOUT",
@@ -53,65 +57,7 @@ __all__ = [
     "start_websock_serve",
 ]
 
-_FACTOR = float(os.environ.get("WEBSOCK_TEST_TIMEOUT_FACTOR", "1") or 1)
-#: Bound on a process's start (nginx listening, websock printing its listening line).
-STARTUP_TIMEOUT = 10.0 * _FACTOR
-#: Bound on a process's shutdown after SIGTERM, before SIGKILL.
-_STOP_TIMEOUT = 5.0 * _FACTOR
-_POLL = 0.01
-
 _LISTENING = re.compile(r"echo server listening on ws://[^/]+:(\d+)/")
-
-
-# Ports and processes.
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _require_nginx() -> str:
-    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if path is None:
-        pytest.skip(
-            "nginx is not installed: install the Debian package nginx (apt-get install nginx)"
-        )
-    return path
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group (its own session), then SIGKILL; bounded."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(_STOP_TIMEOUT)
-    # Children (an nginx worker) that outlived their parent.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _directory(directory: Path | None, prefix: str) -> Iterator[Path]:
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
-        yield directory
-    else:
-        with tempfile.TemporaryDirectory(prefix=prefix) as name:
-            yield Path(name)
 
 
 # nginx.
@@ -229,7 +175,7 @@ class Nginx:
                     f"no {pattern!r} in nginx's access log after {timeout} s:\n"
                     f"{self.access_log()}\n--- error log:\n{self.error_log()}"
                 )
-            time.sleep(_POLL)
+            time.sleep(POLL)
 
 
 def _read(path: Path) -> str:
@@ -249,10 +195,10 @@ def start_nginx(
 ) -> Iterator[Nginx]:
     """nginx on 127.0.0.1 terminating TLS for ``upstreams`` (a port of 127.0.0.1, or
     ``(host, port)`` pairs: several servers behind one ``upstream`` block)."""
-    program = _require_nginx()
+    program = require_program("nginx", "nginx")
     if isinstance(upstreams, int):
         upstreams = [("127.0.0.1", upstreams)]
-    with _directory(directory, "nginx-") as path:
+    with private_directory(directory, "nginx-") as path:
         certificate = ca.issue_cert("127.0.0.1", "localhost")
         certfile = path / "chain.pem"
         keyfile = path / "key.pem"
@@ -262,12 +208,9 @@ def start_nginx(
         user = "root" if os.geteuid() == 0 else None
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ca.configure_trust(context)
+        error_log = path / "error.log"
 
-        failures = []
-        # A port taken by someone else between _free_port() and nginx's bind(): nginx
-        # exits ("Address already in use"); try another port, twice.
-        for _attempt in range(3):
-            port = _free_port()
+        def command(port: int) -> list[str]:
             config_path.write_text(
                 nginx_config(
                     port=port,
@@ -279,55 +222,25 @@ def start_nginx(
                     user=user,
                 )
             )
-            output_path = path / f"nginx-{port}.out"
-            with output_path.open("wb") as output:
-                process = subprocess.Popen(
-                    [
-                        program,
-                        "-p",
-                        str(path),
-                        "-c",
-                        str(config_path),
-                        "-e",
-                        str(path / "error.log"),
-                        "-g",
-                        "daemon off;",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    cwd=path,
-                    start_new_session=True,
-                )
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            listening = False
-            while process.poll() is None and time.monotonic() < deadline:
-                if _accepts(port):
-                    listening = process.poll() is None
-                    break
-                time.sleep(_POLL)
-            if listening:
-                break
-            running = process.poll() is None
-            if running:
-                _stop(process)
-            failures.append(
-                f"nginx on port {port} "
-                + (
-                    f"did not listen within {STARTUP_TIMEOUT} s"
-                    if running
-                    else f"exited with status {process.returncode}"
-                )
-                + f":\n{_read(output_path)}{_read(path / 'error.log')}"
-            )
-            if running:
-                raise RuntimeError("\n".join(failures))
-        else:
-            raise RuntimeError("\n".join(failures))
+            return [
+                program,
+                "-p",
+                str(path),
+                "-c",
+                str(config_path),
+                "-e",
+                str(error_log),
+                "-g",
+                "daemon off;",
+            ]
+
+        # A port taken by someone else between choosing it and nginx's bind(): nginx exits
+        # ("Address already in use"); launch_listening() tries another port, twice.
+        process, port = launch_listening("nginx", path, error_log, command)
         try:
             yield Nginx("127.0.0.1", port, process, path, context)
         finally:
-            _stop(process)
+            stop_process_group(process)
 
 
 # websock serve.
@@ -341,7 +254,7 @@ class WebsockServe:
     process: subprocess.Popen[bytes] = field(repr=False)
     lines: list[str] = field(default_factory=list)
 
-    def finish(self, timeout: float = _STOP_TIMEOUT) -> tuple[int, str, str]:
+    def finish(self, timeout: float = STOP_TIMEOUT) -> tuple[int, str, str]:
         """Wait (bounded) for the exit; return (status, rest of stdout, stderr)."""
         out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, out.decode(), err.decode()
@@ -404,6 +317,6 @@ def start_websock_serve(*args: str) -> Iterator[WebsockServe]:
         yield WebsockServe(int(match.group(1)), process, lines)
     finally:
         if process.poll() is None:
-            _stop(process)
+            stop_process_group(process)
         with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
-            process.communicate(timeout=_STOP_TIMEOUT)
+            process.communicate(timeout=STOP_TIMEOUT)

@@ -65,7 +65,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -78,6 +77,15 @@ from urllib.parse import quote
 
 import pytest
 import trustme
+
+from serverprocess import (
+    POLL,
+    STARTUP_TIMEOUT,
+    launch_listening,
+    private_directory,
+    require_program,
+    stop_process_group,
+)
 
 __all__ = [
     "STARTUP_TIMEOUT",
@@ -97,12 +105,7 @@ __all__ = [
     "socks5_proxy_auth",
 ]
 
-_FACTOR = float(os.environ.get("WEBSOCK_TEST_TIMEOUT_FACTOR", "1") or 1)
-#: Bound on a proxy's start (and on :meth:`ProxyServer.wait_for_connect` by default).
-STARTUP_TIMEOUT = 10.0 * _FACTOR
-#: Bound on a proxy's shutdown after SIGTERM, before SIGKILL.
-_STOP_TIMEOUT = 5.0 * _FACTOR
-_POLL = 0.01
+_SKIP_NOTE = "; scripts/test does when run as root"
 
 #: Basic credentials of ``tinyproxy_auth`` (tinyproxy allows only ``[-A-Za-z0-9._]``).
 TINYPROXY_AUTH = ("alice", "s3cret-p.ss")
@@ -195,7 +198,7 @@ class ProxyServer:
                     f"{target} not among the CONNECTs of {self.url} after {timeout} s: "
                     f"{targets}\n--- log:\n{self.log()}"
                 )
-            time.sleep(_POLL)
+            time.sleep(POLL)
 
 
 # Ports.
@@ -221,109 +224,6 @@ def closed_port() -> int:
     return int(sock.getsockname()[1])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-# Processes.
-
-
-def _require(program: str, package: str) -> str:
-    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
-    if path is None:
-        pytest.skip(
-            f"{program} is not installed: install the Debian package {package} "
-            f"(apt-get install {package}); scripts/test does when run as root"
-        )
-    return path
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group started for the proxy, then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(_STOP_TIMEOUT)
-    # Children (dante's, socat's forks) that outlived their parent.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def _launch(
-    name: str,
-    directory: Path,
-    log_path: Path,
-    command: Callable[[int], list[str]],
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Run ``command(port)`` until its port accepts connections.
-
-    A process that exits before (a port taken meanwhile by someone else) is retried on
-    another port, twice; one that neither exits nor listens within STARTUP_TIMEOUT fails.
-    """
-    failures = []
-    for _attempt in range(3):
-        port = _free_port()
-        output_path = directory / f"{name}-{port}.out"
-        with output_path.open("wb") as output:
-            process = subprocess.Popen(
-                command(port),
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=directory,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while process.poll() is None and time.monotonic() < deadline:
-            if _accepts(port):
-                if process.poll() is None:
-                    return process, port
-                break
-            time.sleep(_POLL)
-        running = process.poll() is None
-        if running:
-            _stop(process)
-        logs = output_path.read_text(errors="replace")
-        if log_path.exists():
-            logs += log_path.read_text(errors="replace")
-        failures.append(
-            f"{name} on port {port} "
-            + (
-                f"did not listen within {STARTUP_TIMEOUT} s"
-                if running
-                else f"exited with status {process.returncode}"
-            )
-            + f":\n{logs}"
-        )
-        if running:
-            break
-    raise RuntimeError("\n".join(failures))
-
-
-@contextlib.contextmanager
-def _directory(directory: Path | None, prefix: str) -> Iterator[Path]:
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
-        yield directory
-    else:
-        with tempfile.TemporaryDirectory(prefix=prefix) as name:
-            yield Path(name)
-
-
 # tinyproxy.
 
 
@@ -336,10 +236,10 @@ def start_tinyproxy(
     It runs as the current user (tinyproxy only warns that no ``User`` is configured),
     which keeps its log writable in a private temporary directory.
     """
-    program = _require("tinyproxy", "tinyproxy")
+    program = require_program("tinyproxy", "tinyproxy", _SKIP_NOTE)
     if auth is not None and not all(_TINYPROXY_CREDENTIAL.fullmatch(part) for part in auth):
         raise ValueError(f"tinyproxy's BasicAuth only accepts [-A-Za-z0-9._]: {auth!r}")
-    with _directory(directory, "tinyproxy-") as path:
+    with private_directory(directory, "tinyproxy-") as path:
         log_path = path / "tinyproxy.log"
 
         def command(port: int) -> list[str]:
@@ -363,13 +263,13 @@ def start_tinyproxy(
             log_path.unlink(missing_ok=True)
             return [program, "-d", "-c", str(config)]
 
-        process, port = _launch("tinyproxy", path, log_path, command)
+        process, port = launch_listening("tinyproxy", path, log_path, command)
         try:
             yield ProxyServer(
                 "http", "127.0.0.1", port, auth, process, log_path, path, _tinyproxy_connects
             )
         finally:
-            _stop(process)
+            stop_process_group(process)
 
 
 # HTTPS proxy: socat terminating TLS in front of a tinyproxy.
@@ -384,8 +284,8 @@ def start_https_proxy(
     Its certificate, issued by ``ca``, is valid for ``127.0.0.1`` and ``localhost``; its
     URL has ``upstream``'s credentials; ``client_context`` trusts ``ca``.
     """
-    program = _require("socat", "socat")
-    with _directory(directory, "https-proxy-") as path:
+    program = require_program("socat", "socat", _SKIP_NOTE)
+    with private_directory(directory, "https-proxy-") as path:
         certificate = ca.issue_cert("127.0.0.1", "localhost")
         chain = path / "proxy-chain.pem"
         key = path / "proxy-key.pem"
@@ -404,7 +304,7 @@ def start_https_proxy(
                 f"TCP:127.0.0.1:{upstream.port},nodelay",
             ]
 
-        process, port = _launch("socat", path, log_path, command)
+        process, port = launch_listening("socat", path, log_path, command)
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ca.configure_trust(context)
         try:
@@ -421,7 +321,7 @@ def start_https_proxy(
                 client_context=context,
             )
         finally:
-            _stop(process)
+            stop_process_group(process)
 
 
 # dante.
@@ -482,10 +382,10 @@ def start_socks5(
     With ``auth``, only username/password authentication is accepted, against the system
     user ``auth[0]``, created (as root) if missing, its password set to ``auth[1]``.
     """
-    program = _require("danted", "dante-server")
+    program = require_program("danted", "dante-server", _SKIP_NOTE)
     if auth is not None:
         _ensure_system_user(*auth)
-    with _directory(directory, "dante-") as path:
+    with private_directory(directory, "dante-") as path:
         log_path = path / "dante.log"
         method = "username" if auth is not None else "none"
         if os.geteuid() == 0:
@@ -519,13 +419,13 @@ def start_socks5(
             # -N 1: one mother process; no -D: in the foreground.
             return [program, "-f", str(config), "-N", "1", "-p", str(path / f"dante-{port}.pid")]
 
-        process, port = _launch("dante", path, log_path, command)
+        process, port = launch_listening("dante", path, log_path, command)
         try:
             yield ProxyServer(
                 "socks5", "127.0.0.1", port, auth, process, log_path, path, _dante_connects
             )
         finally:
-            _stop(process)
+            stop_process_group(process)
 
 
 # Fixtures.

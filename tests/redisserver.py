@@ -21,12 +21,9 @@ PYTEST_DONT_REWRITE: imported by test modules before pytest registers it as a pl
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,30 +31,16 @@ from pathlib import Path
 
 import pytest
 
+from serverprocess import (
+    POLL,
+    STARTUP_TIMEOUT,
+    free_port,
+    private_directory,
+    require_program,
+    stop_process_group,
+)
+
 __all__ = ["STARTUP_TIMEOUT", "RedisServer", "start_redis", "redis_server"]
-
-_FACTOR = float(os.environ.get("WEBSOCK_TEST_TIMEOUT_FACTOR", "1") or 1)
-#: Bound on Redis's start (until it answers PING).
-STARTUP_TIMEOUT = 10.0 * _FACTOR
-#: Bound on Redis's shutdown after SIGTERM, before SIGKILL.
-_STOP_TIMEOUT = 5.0 * _FACTOR
-_POLL = 0.01
-
-
-def _require_redis() -> str:
-    path = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/sbin")
-    if path is None:
-        pytest.skip(
-            "redis-server is not installed: install the Debian package redis-server "
-            "(apt-get install redis-server)"
-        )
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers_ping(port: int) -> bool:
@@ -134,7 +117,7 @@ class RedisServer:
         while self.process.poll() is None and time.monotonic() < deadline:
             if _answers_ping(self.port):
                 return
-            time.sleep(_POLL)
+            time.sleep(POLL)
         running = self.process.poll() is None
         if running:
             self.stop()
@@ -162,14 +145,7 @@ class RedisServer:
         if process is None:
             return
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signum)
-            try:
-                process.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(_STOP_TIMEOUT)
+            stop_process_group(process, signum=signum)
         self.process = None
 
 
@@ -180,15 +156,11 @@ def start_redis(directory: Path | None = None) -> Iterator[RedisServer]:
     A port taken by someone else between choosing it and binding it (redis-server then
     exits) is retried on another port, twice.
     """
-    program = _require_redis()
-    with contextlib.ExitStack() as stack:
-        if directory is None:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="redis-")))
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
+    program = require_program("redis-server", "redis-server")
+    with private_directory(directory, "redis-") as path:
         failures = []
         for _attempt in range(3):
-            server = RedisServer(program, _free_port(), directory)
+            server = RedisServer(program, free_port(), path)
             try:
                 server.start()
             except RuntimeError as exc:
