@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ruff: noqa: E501  (the report's markdown table rows are long lines by nature)
 """Fan-out benchmark: one publisher, many subscribers (issue "Fan-out at scale").
 
     .venv/bin/python benchmarks/bench_fanout.py --quick    # ~2-3 minutes, 1 round
@@ -139,20 +140,50 @@ def start_server(impl: str, core: int | None, redis: str | None = None, tag: str
 
 
 def run_sub(
-    exe: str, a: argparse.Namespace, port: int, pub_port: int, conns: int, window: int,
-    server_pid: int, warmup: float, duration: float,
+    exe: str,
+    a: argparse.Namespace,
+    port: int,
+    pub_port: int,
+    conns: int,
+    window: int,
+    server_pid: int,
+    warmup: float,
+    duration: float,
 ) -> dict[str, Any]:
     cmd = [
-        exe, "--port", str(port), "--pub-port", str(pub_port), "--conns", str(conns),
-        "--src-ips", str(a.src_ips), "--concurrency", str(a.concurrency),
-        "--window", str(window), "--size", str(a.size), "--warmup", str(warmup),
-        "--duration", str(duration), "--timeout", str(30 + conns / 500),
-        "--stall", str(a.stall), "--server-pid", str(server_pid),
+        exe,
+        "--port",
+        str(port),
+        "--pub-port",
+        str(pub_port),
+        "--conns",
+        str(conns),
+        "--src-ips",
+        str(a.src_ips),
+        "--concurrency",
+        str(a.concurrency),
+        "--window",
+        str(window),
+        "--size",
+        str(a.size),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+        "--timeout",
+        str(30 + conns / 500),
+        "--stall",
+        str(a.stall),
+        "--server-pid",
+        str(server_pid),
     ]
     t0 = time.monotonic()
     try:
         r = subprocess.run(
-            cmd, capture_output=True, text=True, preexec_fn=preexec(a.gen_core),
+            cmd,
+            capture_output=True,
+            text=True,
+            preexec_fn=preexec(a.gen_core),
             timeout=60 + conns / 250 + warmup + duration,
         )
         line = (r.stdout.strip().splitlines() or ["{}"])[-1]
@@ -160,7 +191,10 @@ def run_sub(
     except subprocess.TimeoutExpired:
         res = {"errors": 1, "error": "generator timed out"}
     except json.JSONDecodeError:
-        res = {"errors": 1, "error": f"bad generator output: {r.stdout[-200:]!r} {r.stderr[-200:]!r}"}
+        res = {
+            "errors": 1,
+            "error": f"bad generator output: {r.stdout[-200:]!r} {r.stderr[-200:]!r}",
+        }
     res["wall_s"] = round(time.monotonic() - t0, 2)
     return res
 
@@ -200,8 +234,15 @@ def fanout(exe: str, a: argparse.Namespace, samples: list[dict[str, Any]]) -> No
                     res = {"errors": 1, "error": "server did not start (see out/logs)"}
                 else:
                     res = run_sub(
-                        exe, a, srv.port, srv.port, n, a.window, srv.pid,  # type: ignore[attr-defined]
-                        a.warmup, a.duration,
+                        exe,
+                        a,
+                        srv.port,
+                        srv.port,
+                        n,
+                        a.window,
+                        srv.pid,  # type: ignore[attr-defined]
+                        a.warmup,
+                        a.duration,
                     )
                 srv.stop()
                 res.update(round=rnd, impl=impl, n=n)
@@ -229,8 +270,19 @@ def start_redis(core: int | None) -> tuple[Proc | None, str]:
         return None, "redis-server not found"
     port = free_port()
     cmd = [
-        exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        "--protected-mode", "no", "--loglevel", "warning",
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--loglevel",
+        "warning",
     ]
     p = Proc("redis", cmd, core, ready="")
     deadline = time.monotonic() + 10
@@ -257,7 +309,9 @@ def cross_process(exe: str, a: argparse.Namespace, samples: list[dict[str, Any]]
     try:
         out = subprocess.run(
             [shutil.which("redis-server") or "redis-server", "--version"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
         info["redis_version"] = out.split(" v=")[1].split()[0] if " v=" in out else out
     except Exception:
@@ -277,8 +331,15 @@ def cross_process(exe: str, a: argparse.Namespace, samples: list[dict[str, Any]]
                 for mode in modes:
                     pub_port = srv_a.port if mode == "redis" else b.port  # type: ignore[attr-defined]
                     res = run_sub(
-                        exe, a, b.port, pub_port, n, 1, b.pid,  # type: ignore[attr-defined]
-                        a.warmup, a.redis_duration,
+                        exe,
+                        a,
+                        b.port,
+                        pub_port,
+                        n,
+                        1,
+                        b.pid,  # type: ignore[attr-defined]
+                        a.warmup,
+                        a.redis_duration,
                     )
                     res.update(round=rnd, impl=f"hub-{mode}", n=n, mode=mode)
                     samples.append(res)
@@ -322,7 +383,12 @@ def per_delivery_us(s: dict[str, Any], key: str = "server_cpu_s") -> float | Non
     return 1e6 * v / s["deliveries"]
 
 
-def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str, Any], meta: dict[str, Any]) -> str:
+def report(
+    a: argparse.Namespace,
+    samples: list[dict[str, Any]],
+    rinfo: dict[str, Any],
+    meta: dict[str, Any],
+) -> str:
     L: list[str] = []
     w = L.append
     w(START)
@@ -331,7 +397,7 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
     w("")
     w(
         f"Generated by `{meta['command']}` on {meta['date']} (wall time {meta['wall_s'] / 60:.1f} min). "
-        "How it works and how to read it: README.md, \"Fan-out\". Quote the ratios."
+        'How it works and how to read it: README.md, "Fan-out". Quote the ratios.'
     )
     w("")
     fan = [s for s in samples if s["impl"] in a.impls]
@@ -366,15 +432,25 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
     )
     w("")
     others = [i for i in a.impls if i != "websock"]
-    head = "| subscribers | " + " | ".join(
-        f"websock.broadcast ÷ {LABEL[o]}, deliveries/s" for o in others
-    ) + " | server CPU per delivery, websockets broadcast ÷ websock.broadcast | user-space CPU per delivery, websockets ÷ websock |"
+    head = (
+        "| subscribers | "
+        + " | ".join(f"websock.broadcast ÷ {LABEL[o]}, deliveries/s" for o in others)
+        + " | server CPU per delivery, websockets broadcast ÷ websock.broadcast | user-space CPU per delivery, websockets ÷ websock |"
+    )
     w(head)
     w("|" + "---|" * (len(others) + 3))
     for n in a.sizes:
         cells = [rcell("websock", o, n) for o in others]
-        cpu = rcell("websock", "websockets", n, "per_server_cpu_s", invert=True) if "websockets" in a.impls else "n/a"
-        ucpu = rcell("websock", "websockets", n, "per_server_user_s", invert=True) if "websockets" in a.impls else "n/a"
+        cpu = (
+            rcell("websock", "websockets", n, "per_server_cpu_s", invert=True)
+            if "websockets" in a.impls
+            else "n/a"
+        )
+        ucpu = (
+            rcell("websock", "websockets", n, "per_server_user_s", invert=True)
+            if "websockets" in a.impls
+            else "n/a"
+        )
         w(f"| {n:,} | " + " | ".join(cells) + f" | {cpu} | {ucpu} |")
     w("")
     if "websockets" in a.impls and 10000 in a.sizes:
@@ -382,7 +458,7 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
         if rs:
             m = statistics.median(rs)
             w(
-                f"Target \"≥ 3× websockets' broadcast at 10,000 subscribers\": **{'met' if m >= 3 else 'not met'}** "
+                f'Target "≥ 3× websockets\' broadcast at 10,000 subscribers": **{"met" if m >= 3 else "not met"}** '
                 f"({m:.2f}× deliveries/s)."
             )
             w("")
@@ -401,7 +477,9 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
             allss = [s for s in fan if s["impl"] == impl and s["n"] == n]
             if not ss:
                 err = next((s.get("error") for s in allss if s.get("error")), "no sample")
-                w(f"| {n:,} | {LABEL[impl]} | failed: {str(err)[:90]} | | | | | | | | 0/{len(allss)} |")
+                w(
+                    f"| {n:,} | {LABEL[impl]} | failed: {str(err)[:90]} | | | | | | | | 0/{len(allss)} |"
+                )
                 continue
             dps = med([s["deliveries_per_s"] for s in ss])
             mps = med([s["messages_per_s"] for s in ss])
@@ -428,7 +506,9 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
             "(messages dropped by a slow-consumer policy)."
         )
     else:
-        w("Every subscriber received every message in order in every sample (no gap, no duplicate).")
+        w(
+            "Every subscriber received every message in order in every sample (no gap, no duplicate)."
+        )
     w("")
 
     w("### Cross-process through Redis (websock.pubsub.Hub)")
@@ -440,11 +520,13 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
             f"redis-server {rinfo.get('redis_version', '?')} started on a free port; hub A "
             "(publisher's server) and redis-server on core 1 with the generator, hub B "
             "(subscribers) on core 0; one message in flight (the next is published when every "
-            "subscriber has the previous one). \"local\" = the publisher connected to B (same "
-            "hub, no Redis hop), alternated with \"redis\" in each round."
+            'subscriber has the previous one). "local" = the publisher connected to B (same '
+            'hub, no Redis hop), alternated with "redis" in each round.'
         )
         w("")
-        w("| subscribers on B | path | publish→receive p50 | p99 | messages/s | Redis hop, p50 (redis − local) | rounds ok |")
+        w(
+            "| subscribers on B | path | publish→receive p50 | p99 | messages/s | Redis hop, p50 (redis − local) | rounds ok |"
+        )
         w("|---|---|---|---|---|---|---|")
         for n in a.redis_sizes:
             p50s = {}
@@ -487,7 +569,7 @@ def report(a: argparse.Namespace, samples: list[dict[str, Any]], rinfo: dict[str
             f"- **{want:,} subscribers could not be measured**: the open-files hard limit "
             f"(RLIMIT_NOFILE) is {a.nofile_hard:,} here and cannot be raised (no "
             f"CAP_SYS_RESOURCE), and one server process must hold every connection; the "
-            f"{fit:,} row is the largest that fits (websock's max_connections=\"auto\" is 90% "
+            f'{fit:,} row is the largest that fits (websock\'s max_connections="auto" is 90% '
             "of the limit). Run as a user allowed to raise it (`ulimit -Hn 200000`) for 50,000."
         )
     w(
@@ -555,12 +637,17 @@ def source_fingerprint() -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="1 round, short windows (~2-3 min)")
     p.add_argument("--rounds", type=int)
     p.add_argument("--sizes", help="subscriber counts (default 1000,10000,50000)")
-    p.add_argument("--impls", default="websock,websockets,websock-send",
-                   help="of websock,websockets,websock-send,websockets-send,hub")
+    p.add_argument(
+        "--impls",
+        default="websock,websockets,websock-send",
+        help="of websock,websockets,websock-send,websockets-send,hub",
+    )
     p.add_argument("--window", type=int, default=2, help="messages in flight (fan-out part)")
     p.add_argument("--size", type=int, default=64, help="message size in bytes (16-200)")
     p.add_argument("--warmup", type=float)
@@ -574,8 +661,11 @@ def main() -> None:
     p.add_argument("--stall", type=float, default=10.0)
     p.add_argument("--output", default=os.path.join(BENCH, "RESULTS.md"))
     p.add_argument("--seed", type=int)
-    p.add_argument("--report-only", metavar="JSON",
-                   help="rewrite the RESULTS.md section from a raw file (benchmarks/out/fanout.json)")
+    p.add_argument(
+        "--report-only",
+        metavar="JSON",
+        help="rewrite the RESULTS.md section from a raw file (benchmarks/out/fanout.json)",
+    )
     a = p.parse_args()
     if a.report_only:
         with open(a.report_only) as f:
@@ -583,7 +673,9 @@ def main() -> None:
         ra = argparse.Namespace(**d["args"])
         ra.capped = {int(k): v for k, v in ra.capped.items()}
         write_section(a.output, report(ra, d["samples"], d["redis"], d["meta"]))
-        log(f"rewrote the fan-out section of {os.path.relpath(a.output, ROOT)} from {a.report_only}")
+        log(
+            f"rewrote the fan-out section of {os.path.relpath(a.output, ROOT)} from {a.report_only}"
+        )
         return
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.warmup = a.warmup if a.warmup is not None else (0.5 if a.quick else 1.0)
@@ -613,8 +705,10 @@ def main() -> None:
         if n > fit:
             a.capped[fit] = n
             a.sizes[i] = fit
-            log(f"{n:,} subscribers do not fit under RLIMIT_NOFILE {hard:,} (hard limit, cannot "
-                f"be raised here): measuring {fit:,} instead")
+            log(
+                f"{n:,} subscribers do not fit under RLIMIT_NOFILE {hard:,} (hard limit, cannot "
+                f"be raised here): measuring {fit:,} instead"
+            )
     a.sizes = sorted(set(a.sizes))
     a.nofile_hard = hard
     exe = build()
@@ -657,12 +751,22 @@ def main() -> None:
     )
     raw = os.path.join(OUT, "fanout-quick.json" if a.quick else "fanout.json")
     with open(raw, "w") as f:
-        json.dump({"meta": meta, "args": {k: v for k, v in vars(a).items()}, "redis": rinfo,
-                   "samples": samples}, f, indent=1)
+        json.dump(
+            {
+                "meta": meta,
+                "args": {k: v for k, v in vars(a).items()},
+                "redis": rinfo,
+                "samples": samples,
+            },
+            f,
+            indent=1,
+        )
     text = report(a, samples, rinfo, meta)
     write_section(a.output, text)
-    log(f"wrote {os.path.relpath(a.output, ROOT)} (section) and {os.path.relpath(raw, ROOT)} "
-        f"in {meta['wall_s'] / 60:.1f} min")
+    log(
+        f"wrote {os.path.relpath(a.output, ROOT)} (section) and {os.path.relpath(raw, ROOT)} "
+        f"in {meta['wall_s'] / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Compression off everywhere; every other setting is the library's default.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import resource

@@ -2,7 +2,7 @@
 
 Both I/O layers (:mod:`websock.asyncio`, :mod:`websock.sync`) and both roles take their
 settings from :class:`Options`: the defaults are defined here, once, each with its reason,
-and :meth:`Options.__post_init__` validates them once, when ``serve()``/``connect()`` is
+and ``Options.__post_init__`` validates them once, when ``serve()``/``connect()`` is
 called, so that a bad value fails where it was written rather than on the first connection.
 
 No I/O imports here: the asyncio and sync layers both import this module.

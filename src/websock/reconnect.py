@@ -115,7 +115,7 @@ def default_process_exception(exc: Exception) -> Exception | None:
 
 def retry_after(exc: BaseException, now: Callable[[], float] = time.time) -> float | None:
     """The delay a 429 or 5xx response asked for in ``Retry-After`` (seconds or an HTTP
-    date), at most :data:`MAX_RETRY_AFTER`; None when there is none or it is malformed."""
+    date), at most ``MAX_RETRY_AFTER``; None when there is none or it is malformed."""
     if not isinstance(exc, InvalidStatus):
         return None
     value = exc.response.headers.get("Retry-After")

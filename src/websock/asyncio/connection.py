@@ -151,7 +151,8 @@ def _tls_pending(transport: asyncio.Transport) -> bool:
 
 
 class Connection(asyncio.BufferedProtocol):
-    """State and API common to :class:`ServerConnection` and :class:`ClientConnection`."""
+    """State and API common to :class:`~websock.ServerConnection` and
+    :class:`~websock.ClientConnection`."""
 
     # Slots keep an idle connection small (a 40-attribute __dict__ costs ~1.5 KiB);
     # "__dict__" still lets applications attach their own attributes to a connection.

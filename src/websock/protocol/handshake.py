@@ -563,7 +563,7 @@ class ServerHandshake:
 class ClientHandshake:
     """Client side of the opening handshake for ``uri``.
 
-    The request is built at once (:attr:`request`): GET of the resource name with Host,
+    The request is built at once (``request``): GET of the resource name with Host,
     Upgrade, Connection, Sec-WebSocket-Key, Sec-WebSocket-Version, then Origin,
     Sec-WebSocket-Protocol, Sec-WebSocket-Extensions (each factory's offer, in order),
     Authorization (Basic, from the URI's user info) and User-Agent when they apply, then

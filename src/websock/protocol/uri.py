@@ -177,8 +177,8 @@ def strip_credentials(
 
 class Redirects:
     """Follows the redirects of one opening handshake: give :meth:`follow` each
-    :class:`~websock.exceptions.InvalidStatus` and it moves :attr:`uri` to the next URI (and
-    :attr:`headers`, :attr:`first_origin` with it), or raises.
+    :class:`~websock.exceptions.InvalidStatus` and it moves ``uri`` to the next URI (and
+    ``headers``, ``first_origin`` with it), or raises.
 
     ``headers`` are the request's additional headers: their credentials
     (:data:`CREDENTIAL_HEADERS`) are dropped once a redirect leaves the origin, and

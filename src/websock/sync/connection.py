@@ -94,7 +94,7 @@ def read_head(
 ) -> Head | None:
     """Read an HTTP head for the opening handshake: feed what arrives to ``receive`` (a
     handshake's ``receive_data``) until it returns the parsed head. Return None if the peer
-    ends TCP first; raise TimeoutError at ``deadline`` (on :data:`timers.clock`)."""
+    ends TCP first; raise TimeoutError at ``deadline`` (on ``timers.clock``)."""
     while True:
         if deadline is not None:
             left = deadline - timers.clock()
