@@ -29,11 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from ..exceptions import InvalidState
 from ..options import ABSENT, _Absent
 from ..protocol.broadcast import SharedFrames
 from ..protocol.close import CloseCode
-from .connection import Connection
+from .connection import BROADCAST_SENT, BROADCAST_SKIPPED, Connection
 
 __all__ = ["broadcast", "BroadcastResult", "SLOW_CONSUMER_REASON"]
 
@@ -90,13 +89,16 @@ def broadcast(
         raise ValueError(f"limit must be >= 0 or None, got {limit!r}")
     frames = SharedFrames(message, text=text, compress=compress)
     result = BroadcastResult()
+    sent = 0
     for ws in connections:
-        if not ws._can_broadcast():
-            result.skipped += 1
-            continue
         options = ws.options
         bound = options.broadcast_limit if isinstance(limit, _Absent) else limit
-        if bound is not None and ws._unsent_bytes() > bound:
+        outcome = ws._broadcast(frames, bound)
+        if outcome == BROADCAST_SENT:
+            sent += 1
+        elif outcome == BROADCAST_SKIPPED:
+            result.skipped += 1
+        else:
             if on_slow_consumer is not None:
                 on_slow_consumer(ws)
             if (slow_consumer or options.slow_consumer) == "close":
@@ -104,20 +106,7 @@ def broadcast(
                 result.closed += 1
             else:
                 result.dropped += 1
-            continue
-        protocol = ws.protocol
-        assert protocol is not None  # _can_broadcast() checked it
-        frame = frames.frame_for(protocol)
-        try:
-            if frame is None:
-                protocol.send_data(frames.payload, text=frames.opcode == 1, compress=compress)
-                ws._flush(len(frames.payload))
-            else:
-                ws._send_frame(frame)
-        except InvalidState:  # cannot happen after _can_broadcast(); kept safe
-            result.skipped += 1
-            continue
-        result.sent += 1
+    result.sent = sent
     result.compressions = frames.compressions
     return result
 

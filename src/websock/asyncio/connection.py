@@ -65,6 +65,7 @@ from ..exceptions import (
 )
 from ..options import CLOSE_GRACE, DEFAULT_MAX_QUEUE_BYTES, Options
 from ..protocol import connection as core
+from ..protocol.broadcast import SharedFrames
 from ..protocol.close import CloseCode
 from ..protocol.extensions.base import Extension
 from . import transports
@@ -114,6 +115,14 @@ def _receive_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
 _WRITELINES_JOINS = sys.version_info < (3, 12)
 # Chunks at least this large are written on their own rather than copied into a join.
 _LARGE_WRITE = 262144
+
+
+_OPEN = core.State.OPEN
+
+# What Connection._broadcast did with a message.
+BROADCAST_SENT = 0
+BROADCAST_SLOW = 1
+BROADCAST_SKIPPED = 2
 
 
 def _write_chunks(transport: asyncio.Transport, out: list[bytes]) -> None:
@@ -790,18 +799,40 @@ class Connection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ broadcast
 
-    def _can_broadcast(self) -> bool:
-        """Whether a broadcast message can be queued now: open, no Close sent, and no
-        fragmented message in progress (websock.asyncio.broadcast)."""
+    def _broadcast(self, frames: SharedFrames, bound: int | None) -> int:
+        """Take one broadcast message (websock.asyncio.broadcast), in one call per
+        connection since broadcast() makes one per subscriber: BROADCAST_SENT,
+        BROADCAST_SLOW (more than ``bound`` bytes unsent: nothing done) or BROADCAST_SKIPPED
+        (not open, closing, or a fragmented message in progress).
+
+        The shared frame is written straight to the transport when nothing waits in the
+        core's queue or the cork (the usual case: one write, no copy, no bookkeeping);
+        otherwise it is queued behind what waits, and written with it.
+        """
         protocol = self.protocol
-        return (
-            protocol is not None
-            and not self._lost
-            and protocol.close_sent is None
-            and protocol.state is core.State.OPEN
-            and self._send_in_progress is None
-            and not self._transport_gone()
-        )
+        transport = self.transport
+        if (
+            protocol is None
+            or transport is None
+            or self._lost
+            or protocol.state is not _OPEN
+            or self._send_in_progress is not None
+            or transport.is_closing()
+        ):
+            return BROADCAST_SKIPPED
+        corked = self._corked
+        if bound is not None and corked + transport.get_write_buffer_size() > bound:
+            return BROADCAST_SLOW
+        frame = frames.frame_for(protocol)
+        if frame is None:  # a client: its frames are masked one by one
+            protocol.send_data(frames.payload, text=frames.is_text, compress=frames.compress)
+            self._flush(len(frames.payload))
+        elif corked or protocol.output_pending:
+            protocol.send_frame(frame)
+            self._flush(len(frame))
+        else:
+            transport.write(frame)
+        return BROADCAST_SENT
 
     def _unsent_bytes(self) -> int:
         """Output not yet taken by the kernel: the transport's buffer and what is corked."""
@@ -810,12 +841,6 @@ class Connection(asyncio.BufferedProtocol):
         if transport is not None:
             size += transport.get_write_buffer_size()
         return size
-
-    def _send_frame(self, frame: bytes) -> None:
-        """Queue a frame built by SharedFrames and write it as send() would."""
-        assert self.protocol is not None
-        self.protocol.send_frame(frame)
-        self._flush(len(frame))
 
     def _transport_gone(self) -> bool:
         """True once the transport is closing although we sent no Close: the peer reset it.

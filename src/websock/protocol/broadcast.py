@@ -56,7 +56,7 @@ class SharedFrames:
     deflated (once per distinct setting, however many connections share it).
     """
 
-    __slots__ = ("payload", "opcode", "compress", "compressions", "_plain", "_deflated")
+    __slots__ = ("payload", "opcode", "is_text", "compress", "compressions", "_plain", "_deflated")
 
     def __init__(
         self,
@@ -67,6 +67,7 @@ class SharedFrames:
     ) -> None:
         payload, is_text = message_payload(message, text)
         self.payload = payload
+        self.is_text = is_text
         self.opcode = Opcode.TEXT if is_text else Opcode.BINARY
         self.compress = compress
         self.compressions = 0

@@ -1268,6 +1268,12 @@ class Connection:
             raise InvalidState("cannot send a message while a fragmented message is in progress")
         self._send_data(_BINARY, data if type(data) is bytes else bytes(data), True, compress)
 
+    @property
+    def output_pending(self) -> bool:
+        """Whether bytes wait in :meth:`data_to_send` (an I/O layer that writes a frame
+        itself, bypassing the queue, must only do so when none do: order matters)."""
+        return bool(self._out)
+
     def send_frame(self, frame: bytes) -> None:
         """Queue a data message framed elsewhere, whole: the bytes of a frame that
         :class:`~websock.protocol.broadcast.SharedFrames` built for this connection's wire
