@@ -429,6 +429,9 @@ class ConformanceSummary(SphinxDirective):
         "client-ws",
         "client-wss",
         "client-sync-ws",
+        "server-asgi-websock-ws",
+        # uvicorn's own backend under the same run, for comparison (not websock).
+        "server-asgi-websockets-sansio-ws",
     )
     PASSING = {"OK", "INFORMATIONAL"}
 
@@ -453,6 +456,9 @@ class ConformanceSummary(SphinxDirective):
             facts = [fact.strip() for fact in text[2].split("·")]
             when = facts[0].removesuffix(" UTC")
             version = next((f for f in facts if f.startswith("websock ")), "")
+            if not version:  # the ASGI rows: a stand-in command (uvicorn with a backend)
+                backend = variant.removeprefix("server-asgi-").removesuffix("-ws")
+                version = f"uvicorn + {backend}"
             version = version.removesuffix(" (websock.sync)").removeprefix("websock ")
             run_time = next((f for f in facts if f.startswith("run time")), "")
             run_time = run_time.removeprefix("run time ")

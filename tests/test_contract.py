@@ -41,7 +41,7 @@ import websock.protocol.handshake as handshake_module
 
 SRC = Path(websock.__file__).resolve().parent
 # The I/O layers; a package that does not exist yet contributes no module.
-IO_PACKAGES = ("asyncio", "sync")
+IO_PACKAGES = ("asyncio", "sync", "asgi")
 CONTRACT_MODULES: tuple[ModuleType, ...] = (core_module, handshake_module)
 # Expressions that hold the core or a handshake in the I/O layers: ``<x>.protocol``,
 # ``<x>._handshake`` / ``<x>.handshake``, and the names below (``core`` is the core module).
