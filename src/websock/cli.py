@@ -665,6 +665,34 @@ def _parser() -> argparse.ArgumentParser:
         help="largest chat message; bigger ones close the connection with 1009 (default 4K)",
     )
 
+    a = sub.add_parser(
+        "asgi",
+        help="run an ASGI application (FastAPI, Starlette) on uvicorn with websock's backend",
+        description="uvicorn.run(APP, ws=websock.asgi.WebSocketProtocol, ...): the "
+        "application's WebSocket connections run on websock (needs pywebsock[asgi]).",
+    )
+    a.add_argument("app", help="the application as module:attribute (e.g. main:app)")
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    a.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    a.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
+    a.add_argument("--ssl-certfile", help="PEM certificate chain: serve wss:// and https://")
+    a.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
+    a.add_argument(
+        "--ws-max-size", type=_size, default="16M", help="largest message (uvicorn's default 16M)"
+    )
+    a.add_argument(
+        "--ws-ping-interval", type=float, default=20.0, help="keepalive ping interval, s (20)"
+    )
+    a.add_argument("--ws-ping-timeout", type=float, default=20.0, help="keepalive timeout, s (20)")
+    a.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips (uvicorn's setting)",
+    )
+    a.add_argument(
+        "--forwarded-allow-ips", default="127.0.0.1", help="proxies to trust (127.0.0.1)"
+    )
+
     c = sub.add_parser("connect", help="interactive client: stdin lines out, messages in")
     c.add_argument("uri", help="ws:// or wss:// URI")
     c.add_argument("--cafile", help="PEM file of CAs to trust (e.g. the development CA)")
@@ -672,6 +700,35 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-message-size", type=_size, default=DEFAULT_MAX_MESSAGE_SIZE)
     c.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
     return parser
+
+
+def _run_asgi(args: argparse.Namespace) -> int:
+    """``websock asgi module:app``: uvicorn with websock's WebSocket backend."""
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("websock asgi: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        import uvicorn
+
+        from .asgi import WebSocketProtocol
+    except ImportError as exc:
+        print(f"websock asgi: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    uvicorn.run(
+        args.app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws=WebSocketProtocol,  # type: ignore[arg-type]  # a BufferedProtocol, as uvicorn allows
+        ws_max_size=args.ws_max_size,
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+    return 0
 
 
 class _PrintVersion(argparse.Action):
@@ -711,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         else logging.DEBUG
     )
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "asgi":
+        return _run_asgi(args)
     if args.command == "chat":
         if bool(args.certfile) != bool(args.keyfile):
             print("websock chat: --certfile and --keyfile go together", file=sys.stderr)
