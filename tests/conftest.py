@@ -1,4 +1,9 @@
-"""Suite-wide settings: the event loop under test.
+"""Suite-wide settings: the event loop under test, and no proxy from the environment.
+
+The clients take their proxy from ``http_proxy``/``https_proxy``/``all_proxy`` by default, as
+curl does. A machine that sets them (a CI runner reaching its package registry through a
+proxy, say) would send every loopback test connection there: the suite clears them at start,
+for itself and the processes it starts; the proxy tests set them where they test them.
 
 ``WEBSOCK_TEST_LOOP=uvloop`` runs every asyncio test on uvloop instead of asyncio's own
 loop (scripts/test does one such run of the integration and interop tests), since uvloop's
@@ -14,6 +19,10 @@ from typing import Any
 
 # Real proxy servers (tinyproxy, dante, a TLS front) as fixtures: tests/proxyservers.py.
 pytest_plugins = ["proxyservers"]
+
+for _name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
 
 if os.environ.get("WEBSOCK_TEST_LOOP") == "uvloop":
     import uvloop
