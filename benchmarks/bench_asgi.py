@@ -543,7 +543,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": {"python": platform.python_version()}
         | {
-            d: ver(d)
+            d: ver("pywebsock" if d == "websock" else d)
             for d in (
                 "websock",
                 "uvicorn",

@@ -725,7 +725,7 @@ def main() -> None:
         "command": " ".join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
-        "websock": ver("websock"),
+        "websock": ver("pywebsock"),
         "websockets": ver("websockets"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
         "busy_before": busy_fraction(),

@@ -720,10 +720,8 @@ def read_outcome(outcome: ChunkOutcome, outdir: Path, kosoku: Proc) -> None:
 
 
 def websock_version() -> str:
-    try:
-        version = importlib.metadata.version("websock")
-    except importlib.metadata.PackageNotFoundError:
-        version = "not installed"
+    from websock import __version__ as version  # the distribution is named pywebsock
+
     try:
         described = subprocess.run(
             ["git", "describe", "--tags", "--always", "--dirty"],
