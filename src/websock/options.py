@@ -30,6 +30,7 @@ from .protocol.extensions.permessage_deflate import (
 from .protocol.forwarded import TrustedProxies
 from .protocol.handshake import USER_AGENT, ClientHandshake, HeadersLike
 from .protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Headers
+from .protocol.proxy import Proxy, ProxyConnect
 from .protocol.uri import WebSocketURI
 from .reconnect import DEFAULT_BACKOFF, Backoff, ProcessException
 
@@ -357,6 +358,18 @@ class Options:
             subprotocols=self.subprotocols,
             extensions=self.client_extensions(),
             extra_headers=extra_headers,
+            user_agent=self.user_agent,
+            max_size=self.max_handshake_size,
+            max_headers=self.max_headers,
+        )
+
+    def proxy_connect(self, proxy: Proxy, host: str, port: int) -> ProxyConnect:
+        """The CONNECT exchange with an HTTP(S) proxy for one attempt: our User-Agent, and
+        the proxy's answer held to ``max_handshake_size`` and ``max_headers`` as a server's."""
+        return ProxyConnect(
+            proxy,
+            host,
+            port,
             user_agent=self.user_agent,
             max_size=self.max_handshake_size,
             max_headers=self.max_headers,

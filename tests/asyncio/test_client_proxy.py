@@ -4,6 +4,7 @@ the environment's proxy and no_proxy; credentials; refusals."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -184,3 +185,26 @@ async def test_redirect_through_the_proxy(start_server: Any, tinyproxy: ProxySer
             hops = [f"127.0.0.1:{first.port}", f"127.0.0.1:{target.port}"]
     assert ws.request.path == "/echo"
     assert tinyproxy.connects() == hops
+
+
+async def test_proxy_answer_held_to_max_handshake_size() -> None:
+    """A proxy's answer to CONNECT is bounded as a server's head is (max_handshake_size),
+    in both clients: a clear InvalidProxyMessage, not a buffer that grows."""
+    import websock.sync
+
+    async def huge_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 Connection established\r\n" + b"X-Padding: yyyyyyyy\r\n" * 200)
+        await writer.drain()
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    fake = await asyncio.start_server(huge_answer, "127.0.0.1", 0)
+    proxy = f"http://127.0.0.1:{fake.sockets[0].getsockname()[1]}"
+    async with fake:
+        with pytest.raises(websock.InvalidProxyMessage, match="larger than 1024 bytes"):
+            await websock.connect("ws://127.0.0.1:9/", proxy=proxy, max_handshake_size=1024)
+        with pytest.raises(websock.InvalidProxyMessage, match="larger than 1024 bytes"):
+            await asyncio.to_thread(
+                websock.sync.connect, "ws://127.0.0.1:9/", proxy=proxy, max_handshake_size=1024
+            )

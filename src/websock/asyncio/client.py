@@ -286,7 +286,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
                 proxy_ssl=self._proxy_ssl,
                 ssl=kwargs.get("ssl"),
                 server_hostname=kwargs.get("server_hostname"),
-                user_agent=options.user_agent,
+                options=options,
                 local_addr=local_addr,
             )
             return await self._opened(connection)
@@ -295,7 +295,7 @@ class connect:  # noqa: N801 - used like a function: `async with connect(...)` /
             proxy,
             host,
             port,
-            user_agent=options.user_agent,
+            options=options,
             timeout=options.open_timeout,
             local_addr=local_addr,
         )

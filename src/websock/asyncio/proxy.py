@@ -18,6 +18,7 @@ import ssl as ssl_module
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..options import Options
 from ..protocol.proxy import Proxy, ProxyConnect
 from ..socks import proxy_arguments, socks_error, socks_errors
 
@@ -35,7 +36,7 @@ async def open_tunnel(
     host: str,
     port: int,
     *,
-    user_agent: str | None,
+    options: Options,
     timeout: float | None,
     local_addr: tuple[str, int] | None = None,
 ) -> socket.socket:
@@ -58,7 +59,7 @@ async def open_tunnel(
         return sock
     sock = await _connect_tcp(loop, proxy, local_addr)
     try:
-        exchange = ProxyConnect(proxy, host, port, user_agent=user_agent)
+        exchange = options.proxy_connect(proxy, host, port)
         await loop.sock_sendall(sock, exchange.data_to_send())
         while True:
             data = await loop.sock_recv(sock, _READ_SIZE)
@@ -138,7 +139,7 @@ async def connect_through_https_proxy(
     proxy_ssl: ssl_module.SSLContext | None,
     ssl: ssl_module.SSLContext | None,
     server_hostname: str | None,
-    user_agent: str | None,
+    options: Options,
     local_addr: tuple[str, int] | None = None,
 ) -> _P:
     """Open a tunnel to ``host``:``port`` through an HTTPS proxy and connect the protocol
@@ -147,7 +148,7 @@ async def connect_through_https_proxy(
     ``proxy_ssl`` verifies the proxy (default: the system's trusted CAs). TLS inside TLS
     needs ``loop.start_tls()`` on a TLS transport: Python 3.11's asyncio has it.
     """
-    tunnel = _TunnelProtocol(ProxyConnect(proxy, host, port, user_agent=user_agent), loop)
+    tunnel = _TunnelProtocol(options.proxy_connect(proxy, host, port), loop)
     context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
     transport, _ = await loop.create_connection(
         lambda: tunnel,

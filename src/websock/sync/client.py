@@ -32,7 +32,7 @@ from ..protocol.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZ
 from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.handshake import USER_AGENT, HeadersLike
 from ..protocol.http import MAX_HEAD_SIZE, MAX_HEADERS, Request, Response
-from ..protocol.proxy import Proxy, ProxyConnect, select_proxy
+from ..protocol.proxy import Proxy, select_proxy
 from ..protocol.uri import Redirects, WebSocketURI, parse_uri
 from ..reconnect import DEFAULT_BACKOFF, Backoff, ProcessException, Reconnecting
 from ..socks import proxy_arguments, socks_error, socks_errors
@@ -253,7 +253,7 @@ def _open_tunnel(
             context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
             sock.settimeout(remaining())
             sock = context.wrap_socket(sock, server_hostname=proxy.host)
-        exchange = ProxyConnect(proxy, host, port, user_agent=options.user_agent)
+        exchange = options.proxy_connect(proxy, host, port)
         sock.settimeout(remaining())
         sock.sendall(exchange.data_to_send())
         if read_head(sock, exchange.receive_data, deadline) is None:
