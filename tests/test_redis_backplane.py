@@ -391,3 +391,19 @@ async def test_processes_survive_a_redis_outage(redis_server: RedisServer, tmp_p
         log = node.log()
         assert len(WARNING_LINE.findall(log)) == 1, log  # once per outage, not per message
         assert len(BACK_LINE.findall(log)) == 1, log
+
+
+async def test_outgoing_queue_bound(redis_server: RedisServer) -> None:
+    """publish() never waits for Redis: a burst beyond max_pending envelopes (published
+    before the sending task can run) keeps the first ones, drops the rest, counts them."""
+    async with fast_hub(redis_server, max_pending=3) as hub:
+        await hub.sync()
+        assert hub.connected
+        for n in range(10):
+            hub.publish("burst", f"message {n}")
+        assert hub.stats.backplane_dropped == 7
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while hub.stats.forwarded < 3:  # Redis acknowledges the three kept
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert hub.stats.forwarded == 3 and hub.stats.backplane_dropped == 7
